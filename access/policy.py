@@ -1,0 +1,124 @@
+"""The one place that decides who may read what.
+
+Every resolver reads patient data through :class:`RecordAccess`, never through ``graph/``
+directly; its methods check the request's :class:`Principal` before any query runs. For now a
+principal is a role taken from a bearer token in settings; patient consent plugs in here later
+without touching a resolver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from graph import reader as q
+from graph.reader import FactFilter, GraphReader
+from ontology.model import Label
+
+
+class Role(StrEnum):
+    CLINICIAN = "clinician"
+    ADMIN = "admin"
+    NONE = "none"
+
+
+class Action(StrEnum):
+    READ_PATIENT = "read_patient"
+    SEARCH_PATIENTS = "search_patients"
+
+
+_ALLOWED: Mapping[Role, frozenset[Action]] = {
+    Role.CLINICIAN: frozenset({Action.READ_PATIENT, Action.SEARCH_PATIENTS}),
+    Role.ADMIN: frozenset({Action.READ_PATIENT, Action.SEARCH_PATIENTS}),
+    Role.NONE: frozenset(),
+}
+
+
+class AccessDeniedError(Exception):
+    """Raised before any data is read; the message never says whether the data exists."""
+
+    def __init__(self, action: Action) -> None:
+        super().__init__(f"not allowed: {action.value}")
+        self.action = action
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    subject: str
+    role: Role
+
+    @classmethod
+    def from_token(
+        cls, token: str | None, tokens: Mapping[str, str], anonymous_role: str
+    ) -> Principal:
+        """Map a bearer token to a principal; unknown tokens get no rights at all."""
+        if token is None:
+            return cls("anonymous", Role(anonymous_role))
+        role = tokens.get(token)
+        if role is None:
+            return cls("unknown-token", Role.NONE)
+        return cls(f"token:{role}", Role(role))
+
+
+class RecordAccess:
+    """Checked reads of the virtual EHR for one principal (one per request)."""
+
+    def __init__(self, reader: GraphReader, principal: Principal) -> None:
+        self._reader = reader
+        self.principal = principal
+
+    @property
+    def round_trips(self) -> int:
+        return self._reader.round_trips
+
+    def require(self, action: Action) -> None:
+        if action not in _ALLOWED[self.principal.role]:
+            raise AccessDeniedError(action)
+
+    def persons(self, uids: Sequence[str]) -> list[dict[str, Any]]:
+        self.require(Action.READ_PATIENT)
+        rows = self._reader.read(q.PERSONS_BY_UID, {"uids": list(uids)})
+        return [dict(r["person"]) for r in rows]
+
+    def search_persons(self, text: str | None, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        self.require(Action.SEARCH_PATIENTS)
+        lucene = q.lucene_query(text or "")
+        if lucene:
+            rows = self._reader.read(q.PERSONS_SEARCH, {"lucene": lucene, "skip": skip, "limit": limit})
+            total = self._reader.read(q.PERSONS_SEARCH_COUNT, {"lucene": lucene})[0]["n"]
+        else:
+            rows = self._reader.read(q.PERSONS_PAGE, {"skip": skip, "limit": limit})
+            total = self._reader.read(q.PERSONS_COUNT, {})[0]["n"]
+        return [dict(r["person"]) for r in rows], int(total)
+
+    def records(self, uids: Sequence[str]) -> list[dict[str, Any]]:
+        self.require(Action.READ_PATIENT)
+        return [dict(r) for r in self._reader.read(q.RECORDS_OF_PERSONS, {"uids": list(uids)})]
+
+    def facts(self, label: Label, uids: Sequence[str], flt: FactFilter) -> list[dict[str, Any]]:
+        self.require(Action.READ_PATIENT)
+        rows = self._reader.read(q.facts_query(label, flt), q.fact_params(uids, flt))
+        return [dict(r) for r in rows]
+
+    def timeline(
+        self,
+        uids: Sequence[str],
+        *,
+        since: datetime | None,
+        until: datetime | None,
+        first: int,
+        after: tuple[datetime, str] | None,
+    ) -> list[dict[str, Any]]:
+        self.require(Action.READ_PATIENT)
+        params = {
+            "uids": list(uids),
+            "since": since,
+            "until": until,
+            "limit": first,
+            "afterDate": after[0] if after else None,
+            "afterUid": after[1] if after else None,
+        }
+        return [dict(r) for r in self._reader.read(q.TIMELINE, params)]

@@ -1,0 +1,97 @@
+"""Composition root of the web process: ``create_app(settings)`` owns the driver's lifetime."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import neo4j
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from strawberry.asgi import GraphQL
+
+from access.policy import Principal, RecordAccess
+from app.settings import Settings
+from graph.connection import open_driver
+from graph.reader import GraphReader
+from graph.schema import ensure_schema
+from resolvers.context import Context, Loaders
+from resolvers.schema import build_schema
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
+
+
+class MedshadowGraphQL(GraphQL[Context, None]):
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        api = settings.api
+        schema = build_schema(
+            max_depth=api.max_depth,
+            max_tokens=api.max_tokens,
+            max_aliases=api.max_aliases,
+            production=api.production,
+        )
+        super().__init__(schema, graphql_ide=None if api.production else "graphiql", **kwargs)
+        self.settings = settings
+
+    async def get_context(self, request: Request, response: Any = None) -> Context:  # type: ignore[override]
+        driver: neo4j.Driver = request.app.state.driver
+        principal = Principal.from_token(
+            _bearer(request), self.settings.api.tokens, self.settings.api.anonymous_role
+        )
+        access = RecordAccess(GraphReader(driver, database=self.settings.neo4j.database), principal)
+        return Context(access=access, loaders=Loaders(access))
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def create_app(settings: Settings, *, driver: neo4j.Driver | None = None) -> Starlette:
+    """Build the ASGI app. Without an injected driver, the lifespan opens one from settings."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        owned = driver is None
+        if driver is None:
+            if settings.neo4j.uri is None:
+                raise RuntimeError("create_app needs settings.neo4j.uri (the CLI resolves it)")
+            password = settings.neo4j.password
+            app.state.driver = open_driver(
+                settings.neo4j.uri,
+                settings.neo4j.user,
+                password.get_secret_value() if password else None,
+            )
+        else:
+            app.state.driver = driver
+        ensure_schema(app.state.driver, database=settings.neo4j.database)
+        try:
+            yield
+        finally:
+            if owned:
+                app.state.driver.close()
+
+    async def health(request: Request) -> Response:
+        try:
+            request.app.state.driver.verify_connectivity()
+        except neo4j.exceptions.Neo4jError | neo4j.exceptions.DriverError as e:
+            return JSONResponse({"status": "unavailable", "neo4j": type(e).__name__}, 503)
+        return JSONResponse({"status": "ok", "neo4j": "up"})
+
+    async def index(request: Request) -> Response:
+        return RedirectResponse("/ui/")
+
+    graphql = MedshadowGraphQL(settings)
+    routes = [
+        Route("/", index),
+        Route("/health", health),
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        Mount("/ui", StaticFiles(directory=WEB_DIR, html=True), name="ui"),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

@@ -1,0 +1,32 @@
+"""Opening the driver: the only place a Neo4j connection is made."""
+
+from __future__ import annotations
+
+import neo4j
+
+from graph.errors import GraphError
+
+
+def open_driver(uri: str, user: str, password: str | None) -> neo4j.Driver:
+    """Connect and verify, so a wrong URI or password fails at start-up with a clear message."""
+    auth = (user, password) if password else None
+    driver = neo4j.GraphDatabase.driver(uri, auth=auth)
+    try:
+        driver.verify_connectivity()
+    except (neo4j.exceptions.ServiceUnavailable, neo4j.exceptions.AuthError) as e:
+        driver.close()
+        raise GraphError(f"cannot reach Neo4j at {uri}: {e}") from e
+    return driver
+
+
+def apoc_version(driver: neo4j.Driver) -> str | None:
+    records, _, _ = driver.execute_query(
+        "SHOW PROCEDURES YIELD name WHERE name = 'apoc.help' RETURN count(*) AS n",
+        routing_=neo4j.RoutingControl.READ,
+    )
+    if not records or records[0]["n"] == 0:
+        return None
+    records, _, _ = driver.execute_query(
+        "RETURN apoc.version() AS v", routing_=neo4j.RoutingControl.READ
+    )
+    return str(records[0]["v"])

@@ -1,0 +1,169 @@
+"""Read side of the virtual EHR: named Cypher and small functions, values always as parameters.
+
+Every read goes through :class:`GraphReader`, which routes to READ and counts round trips (the
+GraphQL layer proves its DataLoaders keep that count independent of the record's size).
+Fact queries take a *list* of person uids so one round trip serves a whole page of patients.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import neo4j
+
+from ontology.model import FACT_LABELS, Label
+
+
+@dataclass(frozen=True, slots=True)
+class FactFilter:
+    code: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    first: int | None = None
+    after_date: datetime | None = None
+    after_uid: str | None = None
+
+
+class GraphReader:
+    """A driver plus a round-trip counter; one per request."""
+
+    def __init__(self, driver: neo4j.Driver, *, database: str | None = None) -> None:
+        self.driver = driver
+        self.database = database
+        self.round_trips = 0
+
+    def read(self, query: str, params: Mapping[str, Any]) -> list[neo4j.Record]:
+        self.round_trips += 1
+        records, _, _ = self.driver.execute_query(
+            neo4j.Query(query),  # type: ignore[arg-type]
+            dict(params),
+            routing_=neo4j.RoutingControl.READ,
+            database_=self.database,
+        )
+        return records
+
+
+PERSON_FIELDS = (
+    "uid: p.uid, name: p.name, family: p.family, given: p.given, gender: p.gender, "
+    "birthDate: p.birthDate, nationalId: p.nationalId"
+)
+
+PERSONS_BY_UID = f"""
+UNWIND $uids AS uid
+MATCH (p:Person {{uid: uid}})
+RETURN p {{ {PERSON_FIELDS} }} AS person
+"""
+
+PERSONS_PAGE = f"""
+MATCH (p:Person)
+RETURN p {{ {PERSON_FIELDS} }} AS person
+ORDER BY p.name, p.uid SKIP $skip LIMIT $limit
+"""
+
+PERSONS_SEARCH = f"""
+CALL db.index.fulltext.queryNodes('person_search', $lucene) YIELD node AS p, score
+RETURN p {{ {PERSON_FIELDS} }} AS person
+ORDER BY score DESC, p.name, p.uid SKIP $skip LIMIT $limit
+"""
+
+PERSONS_COUNT = "MATCH (p:Person) RETURN count(p) AS n"
+PERSONS_SEARCH_COUNT = (
+    "CALL db.index.fulltext.queryNodes('person_search', $lucene) YIELD node RETURN count(node) AS n"
+)
+
+RECORDS_OF_PERSONS = """
+UNWIND $uids AS uid
+MATCH (:Person {uid: uid})<-[:RECORD_OF]-(r:Patient)-[:IN_DOMAIN]->(d:Domain)
+OPTIONAL MATCH (r)<-[:ABOUT]-(f)
+WITH uid, r, d, count(f) AS facts, max(f.date) AS lastDate
+RETURN uid, r { .uid, .recordId, .mrn, .identifiers, .name } AS record,
+       d { .uid, .name, .kind } AS domain, facts, lastDate
+ORDER BY d.name
+"""
+
+# Facts of one label for a set of persons, with code(s) and provenance in the same round trip.
+_FACTS = """
+UNWIND $uids AS uid
+MATCH (:Person {{uid: uid}})<-[:RECORD_OF]-(r:Patient)<-[:ABOUT]-(f:`{label}`)
+MATCH (r)-[:IN_DOMAIN]->(d:Domain)
+WHERE {where}
+WITH uid, f, d ORDER BY f.date DESC, f.uid
+{limit}
+RETURN uid, f {{ .* }} AS fact, d {{ .uid, .name, .kind }} AS domain,
+       [(f)-[c:CODED_AS]->(k:Concept) | k {{ .system, .code, .display, rank: c.rank }}] AS codes,
+       [(f)-[:HAS_COMPONENT]->(c) | c {{ .value, .unit, .valueString,
+          concept: [(c)-[:CODED_AS]->(k:Concept) | k {{ .system, .code, .display }}][0] }}]
+         AS components
+"""
+
+_FACTS_LIMITED = """
+UNWIND $uids AS uid
+CALL (uid) {{
+  MATCH (:Person {{uid: uid}})<-[:RECORD_OF]-(r:Patient)<-[:ABOUT]-(f:`{label}`)
+  MATCH (r)-[:IN_DOMAIN]->(d:Domain)
+  WHERE {where}
+  RETURN f, d ORDER BY f.date DESC, f.uid LIMIT $limit
+}}
+RETURN uid, f {{ .* }} AS fact, d {{ .uid, .name, .kind }} AS domain,
+       [(f)-[c:CODED_AS]->(k:Concept) | k {{ .system, .code, .display, rank: c.rank }}] AS codes,
+       [(f)-[:HAS_COMPONENT]->(c) | c {{ .value, .unit, .valueString,
+          concept: [(c)-[:CODED_AS]->(k:Concept) | k {{ .system, .code, .display }}][0] }}]
+         AS components
+"""
+
+TIMELINE = """
+UNWIND $uids AS uid
+CALL (uid) {
+  MATCH (:Person {uid: uid})<-[:RECORD_OF]-(r:Patient)<-[:ABOUT]-(f)
+  WHERE f.date IS NOT NULL AND NOT coalesce(f.isComponent, false)
+    AND ($since IS NULL OR f.date >= $since) AND ($until IS NULL OR f.date < $until)
+    AND ($afterDate IS NULL OR f.date < $afterDate OR (f.date = $afterDate AND f.uid > $afterUid))
+  MATCH (r)-[:IN_DOMAIN]->(d:Domain)
+  RETURN f, d ORDER BY f.date DESC, f.uid LIMIT $limit
+}
+RETURN uid, f { .* } AS fact, labels(f) AS labels, d { .uid, .name, .kind } AS domain,
+       [(f)-[c:CODED_AS]->(k:Concept) | k { .system, .code, .display, rank: c.rank }] AS codes
+"""
+
+
+def facts_query(label: Label, flt: FactFilter) -> str:
+    if label not in FACT_LABELS:
+        raise ValueError(f"{label} is not a clinical fact label")
+    where = ["true"]
+    if flt.code is not None:
+        where.append("EXISTS { (f)-[:CODED_AS]->(:Concept {code: $code}) }")
+    elif label is Label.OBSERVATION:
+        where.append("NOT coalesce(f.isComponent, false)")
+    if flt.since is not None:
+        where.append("f.date >= $since")
+    if flt.until is not None:
+        where.append("f.date < $until")
+    if flt.after_date is not None:
+        where.append("(f.date < $afterDate OR (f.date = $afterDate AND f.uid > $afterUid))")
+    template = _FACTS_LIMITED if flt.first is not None else _FACTS
+    return template.format(label=label.value, where=" AND ".join(where), limit="")
+
+
+def fact_params(uids: Sequence[str], flt: FactFilter) -> dict[str, Any]:
+    return {
+        "uids": list(uids),
+        "code": flt.code,
+        "since": flt.since,
+        "until": flt.until,
+        "afterDate": flt.after_date,
+        "afterUid": flt.after_uid,
+        "limit": flt.first,
+    }
+
+
+def lucene_query(text: str) -> str:
+    """Escape user text for Lucene and make each term a prefix match."""
+    terms = [_LUCENE_SPECIAL.sub(r"\\\g<0>", t) for t in text.split() if t.strip()]
+    return " AND ".join(f"{t}*" for t in terms)
+
+
+_LUCENE_SPECIAL = re.compile(r'[+\-!(){}\[\]^"~*?:\\/&|]')

@@ -1,0 +1,32 @@
+"""Constraints and indexes, derived from the ontology and created idempotently at start-up."""
+
+from __future__ import annotations
+
+import neo4j
+
+from ontology.model import Label
+
+
+def schema_statements() -> list[str]:
+    statements = [
+        f"CREATE CONSTRAINT {label.value.lower()}_uid IF NOT EXISTS "
+        f"FOR (n:`{label.value}`) REQUIRE n.uid IS UNIQUE"
+        for label in Label
+    ]
+    statements += [
+        "CREATE INDEX patient_national_id IF NOT EXISTS FOR (n:Patient) ON (n.nationalId)",
+        "CREATE INDEX person_national_id IF NOT EXISTS FOR (n:Person) ON (n.nationalId)",
+        "CREATE INDEX concept_code IF NOT EXISTS FOR (n:Concept) ON (n.code)",
+        "CREATE INDEX observation_date IF NOT EXISTS FOR (n:Observation) ON (n.date)",
+        "CREATE FULLTEXT INDEX person_search IF NOT EXISTS "
+        "FOR (n:Person) ON EACH [n.name, n.family, n.nationalId]",
+        "CREATE FULLTEXT INDEX concept_search IF NOT EXISTS FOR (n:Concept) ON EACH [n.display]",
+    ]
+    return statements
+
+
+def ensure_schema(driver: neo4j.Driver, *, database: str | None = None) -> None:
+    """Create every constraint and index (a no-op for those that exist) and wait for them."""
+    for statement in schema_statements():
+        driver.execute_query(statement, database_=database)
+    driver.execute_query("CALL db.awaitIndexes(300)", database_=database)

@@ -1,0 +1,1 @@
+"""The medshadow ontology: closed vocabulary, OWL file, reasoner check and RDF export."""

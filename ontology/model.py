@@ -1,0 +1,100 @@
+"""The closed vocabulary of the graph: every node label and relationship type medshadow writes.
+
+Each member names a class (labels) or an object property (relationship types) of the OWL
+ontology in ``medshadow.ttl``; ``tests/ontology/test_model.py`` fails when the two drift. Cypher
+builders interpolate labels and types only from these enums, never from input.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+ONTOLOGY_PATH = Path(__file__).with_name("medshadow.ttl")
+NAMESPACE = "https://w3id.org/medshadow/ontology#"
+
+
+class Label(StrEnum):
+    PERSON = "Person"
+    PATIENT = "Patient"
+    DOMAIN = "Domain"
+    ORGANIZATION = "Organization"
+    PRACTITIONER = "Practitioner"
+    ENCOUNTER = "Encounter"
+    CONDITION = "Condition"
+    OBSERVATION = "Observation"
+    MEDICATION_REQUEST = "MedicationRequest"
+    MEDICATION_STATEMENT = "MedicationStatement"
+    SUBSTANCE = "Substance"
+    ALLERGY_INTOLERANCE = "AllergyIntolerance"
+    PROCEDURE = "Procedure"
+    IMMUNIZATION = "Immunization"
+    DIAGNOSTIC_REPORT = "DiagnosticReport"
+    DOCUMENT = "Document"
+    DEVICE = "Device"
+    CARE_PLAN = "CarePlan"
+    CONCEPT = "Concept"
+    CONSENT = "Consent"
+    ALERT = "Alert"
+    RISK_ASSESSMENT = "RiskAssessment"
+    CARE_GAP = "CareGap"
+    DATA_REQUEST = "DataRequest"
+
+    @property
+    def iri(self) -> str:
+        return NAMESPACE + self.value
+
+
+class RelType(StrEnum):
+    RECORD_OF = "RECORD_OF"  # Patient (a domain's record) -> Person (master identity)
+    IN_DOMAIN = "IN_DOMAIN"  # Patient -> Domain holding the record
+    OPERATED_BY = "OPERATED_BY"  # Domain -> Organization running it
+    ABOUT = "ABOUT"  # clinical fact -> Patient record it was recorded under
+    CODED_AS = "CODED_AS"  # fact -> Concept
+    DURING = "DURING"  # fact -> Encounter it was recorded in
+    SERVICE_PROVIDER = "SERVICE_PROVIDER"  # Encounter -> Organization
+    PERFORMED_BY = "PERFORMED_BY"  # Encounter -> Practitioner
+    WORKS_FOR = "WORKS_FOR"  # Practitioner -> Organization
+    HAS_COMPONENT = "HAS_COMPONENT"  # Observation -> component Observation
+    HAS_RESULT = "HAS_RESULT"  # DiagnosticReport -> Observation
+    IS_A = "IS_A"  # Concept -> broader Concept
+
+    @property
+    def iri(self) -> str:
+        return NAMESPACE + _camel(self.value)
+
+
+class DomainKind(StrEnum):
+    """Kinds of ecosystem domain; individuals of the ontology's ``DomainKind`` class."""
+
+    MIS = "MIS"
+    PORTAL = "PORTAL"
+    IOT_CLOUD = "IOT_CLOUD"
+    SOCIAL_CHANNEL = "SOCIAL_CHANNEL"
+    RESEARCH_BANK = "RESEARCH_BANK"
+
+
+#: Labels of clinical facts: nodes that hang off a Patient record through ABOUT and carry
+#: provenance (``sourceDomain``, ``sourceRecordId``).
+FACT_LABELS: frozenset[Label] = frozenset(
+    {
+        Label.ENCOUNTER,
+        Label.CONDITION,
+        Label.OBSERVATION,
+        Label.MEDICATION_REQUEST,
+        Label.MEDICATION_STATEMENT,
+        Label.ALLERGY_INTOLERANCE,
+        Label.PROCEDURE,
+        Label.IMMUNIZATION,
+        Label.DIAGNOSTIC_REPORT,
+        Label.DOCUMENT,
+        Label.DEVICE,
+        Label.CARE_PLAN,
+    }
+)
+
+
+def _camel(rel: str) -> str:
+    """``SERVICE_PROVIDER`` -> ``serviceProvider`` (OWL object property naming)."""
+    head, *rest = rel.lower().split("_")
+    return head + "".join(part.capitalize() for part in rest)

@@ -1,0 +1,78 @@
+"""Per-request GraphQL context: settings, the checked record access and the DataLoaders."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import strawberry
+from strawberry.dataloader import DataLoader
+
+from access.policy import RecordAccess
+from graph.reader import FactFilter
+from ontology.model import Label
+
+T = TypeVar("T")
+
+
+async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """The Neo4j driver here is synchronous; keep the event loop free while it waits."""
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+@dataclass
+class Loaders:
+    """One DataLoader per (kind of read, arguments): a page of patients costs one query each."""
+
+    access: RecordAccess
+    _cache: dict[Any, DataLoader[str, Any]] = field(default_factory=dict)
+
+    def _loader(self, key: Any, fn: Callable[[list[str]], list[Any]]) -> DataLoader[str, Any]:
+        loader = self._cache.get(key)
+        if loader is None:
+
+            async def batch(uids: list[str]) -> Sequence[Any]:
+                return await in_thread(fn, uids)
+
+            loader = DataLoader(load_fn=batch)
+            self._cache[key] = loader
+        return loader
+
+    def persons(self) -> DataLoader[str, Any]:
+        def fetch(uids: list[str]) -> list[Any]:
+            found = {p["uid"]: p for p in self.access.persons(uids)}
+            return [found.get(uid) for uid in uids]
+
+        return self._loader("persons", fetch)
+
+    def records(self) -> DataLoader[str, Any]:
+        def fetch(uids: list[str]) -> list[Any]:
+            grouped: dict[str, list[dict[str, Any]]] = {uid: [] for uid in uids}
+            for row in self.access.records(uids):
+                grouped[row["uid"]].append(row)
+            return [grouped[uid] for uid in uids]
+
+        return self._loader("records", fetch)
+
+    def facts(self, label: Label, flt: FactFilter = FactFilter()) -> DataLoader[str, Any]:
+        def fetch(uids: list[str]) -> list[Any]:
+            grouped: dict[str, list[dict[str, Any]]] = {uid: [] for uid in uids}
+            for row in self.access.facts(label, uids, flt):
+                grouped[row["uid"]].append(row)
+            return [grouped[uid] for uid in uids]
+
+        return self._loader(("facts", label, flt), fetch)
+
+    def timeline(self, key: Any, fn: Callable[[list[str]], list[Any]]) -> DataLoader[str, Any]:
+        return self._loader(("timeline", key), fn)
+
+
+@dataclass
+class Context:
+    access: RecordAccess
+    loaders: Loaders
+
+
+Info = strawberry.Info[Context, None]

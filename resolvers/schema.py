@@ -1,0 +1,95 @@
+"""The GraphQL schema: queries plus the safety rules that apply to every request."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
+
+from access.policy import AccessDeniedError
+from resolvers.context import Info
+from resolvers.types import (
+    AccessDenied,
+    Connection,
+    Edge,
+    PageInfo,
+    Patient,
+    PatientNotFound,
+    PatientResult,
+    decode_cursor,
+    encode_cursor,
+    in_thread,
+    load_person,
+)
+
+#: Exceptions whose message is safe to show: they describe the request, never patient data.
+_EXPECTED = (AccessDeniedError, ValueError)
+
+
+def _should_mask(error: GraphQLError) -> bool:
+    original = error.original_error
+    if original is None:
+        return False  # validation errors from graphql-core describe the query itself
+    return not isinstance(original, _EXPECTED)
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="One patient's virtual EHR by person id.")
+    async def patient(self, info: Info, id: strawberry.ID) -> PatientResult:
+        try:
+            row = await load_person(info, str(id))
+        except AccessDeniedError as e:
+            return AccessDenied(message=str(e))
+        if row is None:
+            return PatientNotFound(id=id)
+        return Patient.from_row(row)
+
+    @strawberry.field(description="Patients, optionally matching a name or national id.")
+    async def patients(
+        self,
+        info: Info,
+        search: str | None = None,
+        first: Annotated[int, strawberry.argument(description="page size, 1-100")] = 20,
+        after: str | None = None,
+    ) -> Connection[Patient]:
+        if not 1 <= first <= 100:
+            raise ValueError("first must be between 1 and 100")
+        skip = int(decode_cursor(after, 1)[0]) + 1 if after else 0
+        rows, total = await in_thread(info.context.access.search_persons, search, skip, first)
+        loader = info.context.loaders.persons()
+        edges = []
+        for i, row in enumerate(rows):
+            loader.prime(row["uid"], row)
+            edges.append(Edge(node=Patient.from_row(row), cursor=encode_cursor(str(skip + i))))
+        return Connection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=skip + len(rows) < total,
+                end_cursor=edges[-1].cursor if edges else None,
+            ),
+            total_count=total,
+        )
+
+
+def build_schema(
+    *, max_depth: int = 10, max_tokens: int = 2000, max_aliases: int = 15, production: bool = False
+) -> strawberry.Schema:
+    extensions: list[SchemaExtension | type[SchemaExtension]] = [
+        QueryDepthLimiter(max_depth=max_depth),
+        MaxTokensLimiter(max_token_count=max_tokens),
+        MaxAliasesLimiter(max_alias_count=max_aliases),
+        MaskErrors(should_mask_error=_should_mask),
+    ]
+    if production:
+        extensions.append(DisableIntrospection)
+    return strawberry.Schema(query=Query, extensions=extensions)

