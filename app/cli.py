@@ -8,14 +8,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
-import neo4j
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from app.settings import Settings
-from graph.connection import apoc_version, open_driver
+from graph.connection import Driver, apoc_version, open_driver
 from graph.embedded import EmbeddedNeo4j
 from graph.errors import GraphError
 from loaders.errors import LoaderError
@@ -52,7 +51,7 @@ def embedded(settings: Settings) -> EmbeddedNeo4j:
 
 
 @contextmanager
-def connected(settings: Settings, *, keep_running: bool = False) -> Iterator[neo4j.Driver]:
+def connected(settings: Settings, *, keep_running: bool = False) -> Iterator[Driver]:
     """A verified driver: to ``MEDSHADOW_NEO4J__URI`` or to the embedded server (started if
     needed, and stopped again afterwards unless it was already running or ``keep_running``)."""
     n = settings.neo4j
@@ -175,7 +174,7 @@ def load_fhir_cmd(
 
 
 def _load(
-    settings: Settings, driver: neo4j.Driver, paths: list[Path], *, domain: str | None = None
+    settings: Settings, driver: Driver, paths: list[Path], *, domain: str | None = None
 ) -> bool:
     from app.pipeline import load_fhir
     from graph.schema import ensure_schema

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import neo4j
 import orjson
 
+from graph.connection import Driver
 from graph.writer import WriteStats, write_batch
 from loaders.fhir import ParsedUnit, Quarantined, discover, parse_unit
 from ontology.records import GraphBatch
@@ -70,7 +70,7 @@ class Quarantine:
 
 
 def load_fhir(
-    driver: neo4j.Driver,
+    driver: Driver,
     paths: Sequence[Path],
     *,
     quarantine_dir: Path,
@@ -123,7 +123,7 @@ def load_fhir(
 
 
 def load_fhir_naive(
-    driver: neo4j.Driver, paths: Sequence[Path], *, database: str | None = None
+    driver: Driver, paths: Sequence[Path], *, database: str | None = None
 ) -> LoadReport:
     """Baseline for the benchmark only: one transaction per parsed resource's graph rows."""
     started = time.perf_counter()

@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import neo4j
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -17,10 +16,10 @@ from strawberry.asgi import GraphQL
 
 from access.policy import Principal, RecordAccess
 from app.settings import Settings
-from graph.connection import open_driver
+from graph.connection import Driver, open_driver, ping
 from graph.reader import GraphReader
 from graph.schema import ensure_schema
-from resolvers.context import Context, Loaders
+from resolvers.context import Context, Loaders, in_thread
 from resolvers.schema import build_schema
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
@@ -39,7 +38,7 @@ class MedshadowGraphQL(GraphQL[Context, None]):
         self.settings = settings
 
     async def get_context(self, request: Request, response: Any = None) -> Context:  # type: ignore[override]
-        driver: neo4j.Driver = request.app.state.driver
+        driver: Driver = request.app.state.driver
         principal = Principal.from_token(
             _bearer(request), self.settings.api.tokens, self.settings.api.anonymous_role
         )
@@ -53,7 +52,7 @@ def _bearer(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def create_app(settings: Settings, *, driver: neo4j.Driver | None = None) -> Starlette:
+def create_app(settings: Settings, *, driver: Driver | None = None) -> Starlette:
     """Build the ASGI app. Without an injected driver, the lifespan opens one from settings."""
 
     @asynccontextmanager
@@ -78,10 +77,9 @@ def create_app(settings: Settings, *, driver: neo4j.Driver | None = None) -> Sta
                 app.state.driver.close()
 
     async def health(request: Request) -> Response:
-        try:
-            request.app.state.driver.verify_connectivity()
-        except neo4j.exceptions.Neo4jError | neo4j.exceptions.DriverError as e:
-            return JSONResponse({"status": "unavailable", "neo4j": type(e).__name__}, 503)
+        error = await in_thread(ping, request.app.state.driver)
+        if error is not None:
+            return JSONResponse({"status": "unavailable", "neo4j": error}, 503)
         return JSONResponse({"status": "ok", "neo4j": "up"})
 
     async def index(request: Request) -> Response:

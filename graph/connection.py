@@ -6,6 +6,9 @@ import neo4j
 
 from graph.errors import GraphError
 
+#: The driver type, re-exported so code outside graph/ can annotate without importing neo4j.
+Driver = neo4j.Driver
+
 
 def open_driver(uri: str, user: str, password: str | None) -> neo4j.Driver:
     """Connect and verify, so a wrong URI or password fails at start-up with a clear message."""
@@ -30,3 +33,12 @@ def apoc_version(driver: neo4j.Driver) -> str | None:
         "RETURN apoc.version() AS v", routing_=neo4j.RoutingControl.READ
     )
     return str(records[0]["v"])
+
+
+def ping(driver: neo4j.Driver) -> str | None:
+    """None when Neo4j answers, else the error's class name (never its text: it may hold data)."""
+    try:
+        driver.verify_connectivity()
+    except (neo4j.exceptions.Neo4jError, neo4j.exceptions.DriverError) as e:
+        return type(e).__name__
+    return None

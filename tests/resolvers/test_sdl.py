@@ -1,0 +1,20 @@
+"""The checked-in SDL is the API contract: a schema change must update it (`make sdl`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from resolvers.schema import build_schema
+
+SDL = Path(__file__).resolve().parents[2] / "resolvers" / "schema.graphql"
+
+
+def test_checked_in_sdl_matches_schema() -> None:
+    current = build_schema().as_str() + "\n"
+    assert SDL.read_text() == current, "GraphQL schema changed: run `make sdl` and commit it"
+
+
+def test_production_schema_disables_introspection() -> None:
+    schema = build_schema(production=True)
+    result = schema.execute_sync("{ __schema { types { name } } }")
+    assert result.errors and "introspection" in result.errors[0].message.lower()
