@@ -83,11 +83,15 @@ class RecordAccess:
         rows = self._reader.read(q.PERSONS_BY_UID, {"uids": list(uids)})
         return [dict(r["person"]) for r in rows]
 
-    def search_persons(self, text: str | None, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+    def search_persons(
+        self, text: str | None, skip: int, limit: int
+    ) -> tuple[list[dict[str, Any]], int]:
         self.require(Action.SEARCH_PATIENTS)
         lucene = q.lucene_query(text or "")
         if lucene:
-            rows = self._reader.read(q.PERSONS_SEARCH, {"lucene": lucene, "skip": skip, "limit": limit})
+            rows = self._reader.read(
+                q.PERSONS_SEARCH, {"lucene": lucene, "skip": skip, "limit": limit}
+            )
             total = self._reader.read(q.PERSONS_SEARCH_COUNT, {"lucene": lucene})[0]["n"]
         else:
             rows = self._reader.read(q.PERSONS_PAGE, {"skip": skip, "limit": limit})

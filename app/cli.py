@@ -85,9 +85,15 @@ def neo4j_start() -> None:
     """Start the embedded Neo4j in the background (data persists in its home)."""
     settings = _settings()
     status = embedded(settings).start(settings.neo4j.start_timeout_s)
-    driver = open_driver(status.uri or "", settings.neo4j.user, None if not settings.neo4j.password else settings.neo4j.password.get_secret_value())
+    driver = open_driver(
+        status.uri or "",
+        settings.neo4j.user,
+        None if not settings.neo4j.password else settings.neo4j.password.get_secret_value(),
+    )
     try:
-        console.print(f"Neo4j running: {status.uri} (pid {status.pid}, APOC {apoc_version(driver)})")
+        console.print(
+            f"Neo4j running: {status.uri} (pid {status.pid}, APOC {apoc_version(driver)})"
+        )
     finally:
         driver.close()
 
@@ -218,7 +224,8 @@ def _load(
             console.print(f"[yellow]  {n} relationships {what} point at nothing[/yellow]")
     if report.quarantined:
         console.print(
-            f"[yellow]{report.quarantined} resources quarantined → {report.quarantine_file}[/yellow]"
+            f"[yellow]{report.quarantined} resources quarantined → "
+            f"{report.quarantine_file}[/yellow]"
         )
         for reason, n in report.reasons.most_common(10):
             console.print(f"[yellow]  {n:>6} {reason}[/yellow]")
@@ -256,7 +263,9 @@ def _serve(
             _load(settings, driver, [_generate(settings)])
         application = create_app(settings, driver=driver)
         h, p = host or settings.api.host, port or settings.api.port
-        console.print(f"[bold green]medshadow[/bold green] on http://{h}:{p}/ui/  (GraphQL: /graphql)")
+        console.print(
+            f"[bold green]medshadow[/bold green] on http://{h}:{p}/ui/  (GraphQL: /graphql)"
+        )
         uvicorn.run(application, host=h, port=p, log_level="info")
 
 

@@ -97,9 +97,7 @@ def load_fhir(
     def flush() -> None:
         nonlocal pending
         if len(pending):
-            report.write.add(
-                write_batch(driver, pending, batch_size=batch_size, database=database)
-            )
+            report.write.add(write_batch(driver, pending, batch_size=batch_size, database=database))
             pending = GraphBatch()
 
     for files in units:

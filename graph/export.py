@@ -23,7 +23,10 @@ def patient_subgraph(
 ) -> tuple[list[GraphNode], list[GraphRel]]:
     """The person, their domain records, every fact about them and what those point at."""
     records, _, _ = driver.execute_query(
-        PATIENT_SUBGRAPH, {"uid": person_uid}, routing_=neo4j.RoutingControl.READ, database_=database
+        PATIENT_SUBGRAPH,
+        {"uid": person_uid},
+        routing_=neo4j.RoutingControl.READ,
+        database_=database,
     )
     nodes: dict[str, GraphNode] = {}
     rels: set[GraphRel] = set()

@@ -28,6 +28,10 @@ class FactFilter:
     after_uid: str | None = None
 
 
+#: No filter: every fact of the label.
+ALL_FACTS = FactFilter()
+
+
 class GraphReader:
     """A driver plus a round-trip counter; one per request."""
 
@@ -39,7 +43,7 @@ class GraphReader:
     def read(self, query: str, params: Mapping[str, Any]) -> list[neo4j.Record]:
         self.round_trips += 1
         records, _, _ = self.driver.execute_query(
-            neo4j.Query(query),  # type: ignore[arg-type]
+            neo4j.Query(query),
             dict(params),
             routing_=neo4j.RoutingControl.READ,
             database_=self.database,

@@ -38,7 +38,9 @@ class WriteStats:
 
 
 def merge_nodes_query(label: Label) -> str:
-    return f"UNWIND $rows AS row MERGE (n:`{Label(label).value}` {{uid: row.uid}}) SET n += row.props"
+    return (
+        f"UNWIND $rows AS row MERGE (n:`{Label(label).value}` {{uid: row.uid}}) SET n += row.props"
+    )
 
 
 def merge_rels_query(rel_type: RelType, start: Label, end: Label) -> str:

@@ -239,7 +239,7 @@ class _Builder:
         self._domain_node()
         # Patients and organisations first: facts point at them.
         order = {"Organization": 0, "Practitioner": 1, "Patient": 2, "Encounter": 3}
-        for e in sorted(self.entries, key=lambda e: order.get(e.resource.get("resourceType"), 9)):
+        for e in sorted(self.entries, key=lambda e: order.get(str(e.resource.get("resourceType")), 9)):
             self._one(e)
 
     def _domain_node(self) -> None:
@@ -307,7 +307,8 @@ class _Builder:
             raise QuarantineReason(f"broken reference {field_name}={ref!r}: not in this load unit")
         if expected and hit[0] not in expected:
             raise QuarantineReason(
-                f"reference {field_name}={ref!r} points at a {hit[0]}, expected {'/'.join(expected)}"
+                f"reference {field_name}={ref!r} points at a {hit[0]}, "
+                f"expected {'/'.join(expected)}"
             )
         return hit[1]
 
@@ -399,7 +400,9 @@ def _practitioner(b: _Builder, r: Resource) -> None:
 
 
 def _practitioner_role(b: _Builder, r: Resource) -> None:
-    prac = b.resolve(_get(r, "practitioner", "reference"), "Practitioner", field_name="practitioner")
+    prac = b.resolve(
+        _get(r, "practitioner", "reference"), "Practitioner", field_name="practitioner"
+    )
     org = b.resolve(_get(r, "organization", "reference"), "Organization", field_name="organization")
     specialty = _first(r.get("specialty"))
     b.batch.rel(
@@ -516,9 +519,7 @@ def _condition(b: _Builder, r: Resource) -> None:
 def _observation(b: _Builder, r: Resource) -> None:
     date_ = _parse_datetime(r.get("effectiveDateTime") or r.get("issued"), "effectiveDateTime")
     common = {"status": r.get("status"), "category": _first_code(r.get("category")), "date": date_}
-    uid = b.fact(
-        Label.OBSERVATION, r, {**common, **_value(r)}, codes=_required_codings(r, "code")
-    )
+    uid = b.fact(Label.OBSERVATION, r, {**common, **_value(r)}, codes=_required_codings(r, "code"))
     patient = b.patient_uid(r, "subject", "patient")
     for i, comp in enumerate(r.get("component") or []):
         cuid = f"{uid}#{i}"
@@ -569,7 +570,9 @@ def _allergy(b: _Builder, r: Resource) -> None:
             "type": r.get("type"),
             "category": list(r.get("category") or []),
             "criticality": r.get("criticality"),
-            "date": _parse_datetime(r.get("recordedDate") or r.get("onsetDateTime"), "recordedDate"),
+            "date": _parse_datetime(
+                r.get("recordedDate") or r.get("onsetDateTime"), "recordedDate"
+            ),
         },
         codes=_required_codings(r, "code"),
     )
@@ -624,7 +627,9 @@ def _document(b: _Builder, r: Resource) -> None:
         try:
             text = base64.b64decode(attachment["data"], validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError) as e:
-            raise QuarantineReason(f"content[0].attachment.data is not base64 UTF-8 text: {e}") from e
+            raise QuarantineReason(
+                f"content[0].attachment.data is not base64 UTF-8 text: {e}"
+            ) from e
     b.fact(
         Label.DOCUMENT,
         r,

@@ -11,7 +11,7 @@ import strawberry
 from strawberry.dataloader import DataLoader
 
 from access.policy import RecordAccess
-from graph.reader import FactFilter
+from graph.reader import ALL_FACTS, FactFilter
 from ontology.model import Label
 
 T = TypeVar("T")
@@ -56,7 +56,7 @@ class Loaders:
 
         return self._loader("records", fetch)
 
-    def facts(self, label: Label, flt: FactFilter = FactFilter()) -> DataLoader[str, Any]:
+    def facts(self, label: Label, flt: FactFilter = ALL_FACTS) -> DataLoader[str, Any]:
         def fetch(uids: list[str]) -> list[Any]:
             grouped: dict[str, list[dict[str, Any]]] = {uid: [] for uid in uids}
             for row in self.access.facts(label, uids, flt):

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 import strawberry
 
-from graph.reader import FactFilter
+from graph.reader import ALL_FACTS, FactFilter
 from ontology.model import Label
 from resolvers.context import Info, in_thread
 
@@ -314,7 +314,7 @@ class Patient:
             national_id=row.get("nationalId"),
         )
 
-    async def _facts(self, info: Info, label: Label, flt: FactFilter = FactFilter()) -> list[Fact]:
+    async def _facts(self, info: Info, label: Label, flt: FactFilter = ALL_FACTS) -> list[Fact]:
         rows = await info.context.loaders.facts(label, flt).load(str(self.id))
         return [fact_from_row(label, row) for row in rows]
 

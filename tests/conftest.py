@@ -15,7 +15,7 @@ import neo4j
 import pytest
 
 from app.pipeline import LoadReport, load_fhir
-from app.settings import REPO_ROOT, Settings
+from app.settings import REPO_ROOT, Neo4jSettings, Settings
 from graph.connection import open_driver
 from graph.embedded import EmbeddedNeo4j, free_port
 from graph.schema import ensure_schema
@@ -67,7 +67,7 @@ def driver(neo4j_uri: str) -> Iterator[neo4j.Driver]:
 @pytest.fixture(scope="session")
 def settings(neo4j_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(
-        neo4j={"uri": neo4j_uri},
+        neo4j=Neo4jSettings(uri=neo4j_uri),
         data_dir=tmp_path_factory.mktemp("medshadow-data"),
         _env_file=None,  # type: ignore[call-arg]
     )

@@ -49,7 +49,8 @@ def test_export_rdf_round_trips_through_rdflib(
         assert (node_iri(rec), MS.recordOf, me) in g
     conditions, _, _ = driver.execute_query(
         "MATCH (:Person {uid: $uid})<-[:RECORD_OF]-()<-[:ABOUT]-(c:Condition)-[:CODED_AS]->(k) "
-        "RETURN c.uid AS c, k.uid AS k", uid=person
+        "RETURN c.uid AS c, k.uid AS k",
+        uid=person,
     )
     assert conditions
     for row in conditions:
@@ -59,10 +60,13 @@ def test_export_rdf_round_trips_through_rdflib(
     onto = rdflib.Graph().parse(Path(__file__).resolve().parents[2] / "ontology" / "medshadow.ttl")
     classes = set(onto.subjects(RDF.type, rdflib.OWL.Class))
     used = {o for o in g.objects(None, RDF.type) if str(o).startswith(NAMESPACE)}
-    assert used and used <= classes
+    assert used
+    assert used <= classes
 
 
-def test_export_rdf_unknown_patient_fails_clearly(neo4j_uri: str, loaded_sample: LoadReport, tmp_path: Path) -> None:
+def test_export_rdf_unknown_patient_fails_clearly(
+    neo4j_uri: str, loaded_sample: LoadReport, tmp_path: Path
+) -> None:
     done = _run(["export", "rdf", "--patient", "nid:does-not-exist"], neo4j_uri, tmp_path)
     assert done.returncode == 1
     assert "no patient with id" in done.stderr
@@ -72,15 +76,20 @@ def test_load_command_reports_and_exits_3_on_quarantine(neo4j_uri: str, tmp_path
     folder = tmp_path / "cli-clinic"
     folder.mkdir()
     (folder / "bad.json").write_text("{ nope")
-    patient = {"resourceType": "Patient", "id": "cli-p1", "birthDate": "1970-01-01",
-               "name": [{"family": "Clitest"}]}
+    patient = {
+        "resourceType": "Patient",
+        "id": "cli-p1",
+        "birthDate": "1970-01-01",
+        "name": [{"family": "Clitest"}],
+    }
     (folder / "good.json").write_text(json.dumps(patient))
     done = _run(["load", "fhir", str(folder)], neo4j_uri, tmp_path)
     assert done.returncode == 3, done.stderr
     assert "1 resources quarantined" in done.stderr
     assert "(:Patient)" in done.stderr
     quarantine = list((tmp_path / "data" / "quarantine").glob("*.ndjson"))
-    assert len(quarantine) == 1 and "bad.json" in quarantine[0].read_text()
+    assert len(quarantine) == 1
+    assert "bad.json" in quarantine[0].read_text()
 
 
 def test_ontology_check_reports_consistent(neo4j_uri: str, tmp_path: Path) -> None:
@@ -109,10 +118,12 @@ def test_neo4j_start_status_stop_lifecycle(tmp_path: Path) -> None:
         assert started.returncode == 0, started.stderr
         assert "APOC 5.26" in started.stderr
         status = cli("neo4j", "status")
-        assert status.returncode == 0 and "running: bolt://127.0.0.1:" in status.stderr
+        assert status.returncode == 0
+        assert "running: bolt://127.0.0.1:" in status.stderr
     finally:
         stopped = cli("neo4j", "stop")
-    assert stopped.returncode == 0 and "stopped" in stopped.stderr
+    assert stopped.returncode == 0
+    assert "stopped" in stopped.stderr
     assert cli("neo4j", "status").returncode == 1
     # Data persists in the home: the store files are still there after the stop.
     assert (tmp_path / "neo4j" / "data" / "databases" / "neo4j").is_dir()

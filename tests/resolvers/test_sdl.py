@@ -17,4 +17,5 @@ def test_checked_in_sdl_matches_schema() -> None:
 def test_production_schema_disables_introspection() -> None:
     schema = build_schema(production=True)
     result = schema.execute_sync("{ __schema { types { name } } }")
-    assert result.errors and "introspection" in result.errors[0].message.lower()
+    assert result.errors
+    assert "introspection" in result.errors[0].message.lower()

@@ -11,13 +11,12 @@ import pytest
 from starlette.testclient import TestClient
 
 from access.policy import Principal, RecordAccess, Role
-from graph.reader import GraphReader
-from resolvers.context import Context, Loaders
-from resolvers.schema import build_schema
-
 from app.pipeline import LoadReport
 from app.server import create_app
 from app.settings import Settings
+from graph.reader import GraphReader
+from resolvers.context import Context, Loaders
+from resolvers.schema import build_schema
 
 DONE_WHEN = """{ patients(first: 5) { edges { node { id name conditions {
   code { display } source { domain } } } } } }"""
@@ -39,17 +38,27 @@ FULL_RECORD = """query Full($id: ID!) { patient(id: $id) { __typename ... on Pat
 
 
 @pytest.fixture(scope="module")
-def client(settings: Settings, loaded_sample: LoadReport, driver: neo4j.Driver) -> Iterator[TestClient]:
+def client(
+    settings: Settings, loaded_sample: LoadReport, driver: neo4j.Driver
+) -> Iterator[TestClient]:
     tuned = settings.model_copy(
-        update={"api": settings.api.model_copy(update={"tokens": {"s3cret": "clinician", "nope": "none"}})}
+        update={
+            "api": settings.api.model_copy(
+                update={"tokens": {"s3cret": "clinician", "nope": "none"}}
+            )
+        }
     )
     with TestClient(create_app(tuned, driver=driver)) as c:
         yield c
 
 
-def gql(client: TestClient, query: str, token: str | None = None, **variables: Any) -> dict[str, Any]:
+def gql(
+    client: TestClient, query: str, token: str | None = None, **variables: Any
+) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    response = client.post("/graphql", json={"query": query, "variables": variables}, headers=headers)
+    response = client.post(
+        "/graphql", json={"query": query, "variables": variables}, headers=headers
+    )
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -74,7 +83,9 @@ def test_done_when_query_returns_data_from_several_domains(client: TestClient) -
     assert all(c["code"]["display"] for e in edges for c in e["node"]["conditions"])
 
 
-def test_full_record_spans_domains_with_provenance(client: TestClient, driver: neo4j.Driver) -> None:
+def test_full_record_spans_domains_with_provenance(
+    client: TestClient, driver: neo4j.Driver
+) -> None:
     uid = _multi_domain_person(driver, fewest=False)
     body = gql(client, FULL_RECORD, id=uid)
     assert "errors" not in body, body
@@ -82,7 +93,8 @@ def test_full_record_spans_domains_with_provenance(client: TestClient, driver: n
     assert p["__typename"] == "Patient"
     records, _, _ = driver.execute_query(
         "MATCH (:Person {uid: $uid})<-[:RECORD_OF]-(r:Patient)-[:IN_DOMAIN]->(d) "
-        "RETURN collect(d.name) AS names, collect(r.recordId) AS ids", uid=uid
+        "RETURN collect(d.name) AS names, collect(r.recordId) AS ids",
+        uid=uid,
     )
     assert sorted(d["name"] for d in p["domains"]) == sorted(records[0]["names"])
     assert {d["recordId"] for d in p["domains"]} == set(records[0]["ids"])
@@ -90,7 +102,8 @@ def test_full_record_spans_domains_with_provenance(client: TestClient, driver: n
     # Each local record brings its own MRN identifier; the national id is shared.
     assert len([i for i in p["identifiers"] if "mrn" in i["system"]]) == len(p["domains"])
     conditions, _, _ = driver.execute_query(
-        "MATCH (:Person {uid: $uid})<-[:RECORD_OF]-()<-[:ABOUT]-(c:Condition) RETURN count(c) AS n", uid=uid
+        "MATCH (:Person {uid: $uid})<-[:RECORD_OF]-()<-[:ABOUT]-(c:Condition) RETURN count(c) AS n",
+        uid=uid,
     )
     assert len(p["conditions"]) == conditions[0]["n"]
     dates = [e["node"]["date"] for e in p["timeline"]["edges"]]
@@ -105,7 +118,11 @@ def test_round_trips_do_not_grow_with_record_size(driver: neo4j.Driver) -> None:
         uid = _multi_domain_person(driver, fewest=fewest)
         access = RecordAccess(GraphReader(driver), Principal("test", Role.CLINICIAN))
         result = asyncio.run(
-            schema.execute(FULL_RECORD, variable_values={"id": uid}, context_value=Context(access, Loaders(access)))
+            schema.execute(
+                FULL_RECORD,
+                variable_values={"id": uid},
+                context_value=Context(access, Loaders(access)),
+            )
         )
         assert result.errors is None
         data = result.data or {}
@@ -117,7 +134,9 @@ def test_round_trips_do_not_grow_with_record_size(driver: neo4j.Driver) -> None:
     assert small[0] == large[0] == 11
 
 
-def test_observations_filter_and_keyset_pagination(client: TestClient, driver: neo4j.Driver) -> None:
+def test_observations_filter_and_keyset_pagination(
+    client: TestClient, driver: neo4j.Driver
+) -> None:
     uid = _multi_domain_person(driver, fewest=False)
     q = """query($id: ID!, $after: String) { patient(id: $id) { ... on Patient {
       observations(code: "8480-6", first: 3, after: $after) {
@@ -136,9 +155,15 @@ def test_observations_filter_and_keyset_pagination(client: TestClient, driver: n
 
 
 def test_search_by_family_name(client: TestClient, driver: neo4j.Driver) -> None:
-    records, _, _ = driver.execute_query("MATCH (p:Person) WHERE p.family IS NOT NULL RETURN p.family AS f, p.uid AS uid LIMIT 1")
+    records, _, _ = driver.execute_query(
+        "MATCH (p:Person) WHERE p.family IS NOT NULL RETURN p.family AS f, p.uid AS uid LIMIT 1"
+    )
     family, uid = records[0]["f"], records[0]["uid"]
-    body = gql(client, "query($q: String) { patients(search: $q) { totalCount edges { node { id } } } }", q=family[:4])
+    body = gql(
+        client,
+        "query($q: String) { patients(search: $q) { totalCount edges { node { id } } } }",
+        q=family[:4],
+    )
     assert uid in {e["node"]["id"] for e in body["data"]["patients"]["edges"]}
     # Lucene syntax in user input is escaped, not interpreted.
     body = gql(client, 'query { patients(search: "*) OR name:(") { totalCount } }')
@@ -154,11 +179,14 @@ def test_not_found_and_access_denied_are_typed_results(client: TestClient) -> No
     unknown = gql(client, q, token="forged")["data"]["patient"]
     assert unknown["__typename"] == "AccessDenied"
     body = gql(client, "{ patients { edges { node { id } } } }", token="nope")
-    assert body["data"] is None and "not allowed" in body["errors"][0]["message"]
+    assert body["data"] is None
+    assert "not allowed" in body["errors"][0]["message"]
 
 
 def test_limits_reject_abusive_queries(client: TestClient) -> None:
-    aliases = "{ " + " ".join(f"a{i}: patients(first: 1) {{ totalCount }}" for i in range(20)) + " }"
+    aliases = (
+        "{ " + " ".join(f"a{i}: patients(first: 1) {{ totalCount }}" for i in range(20)) + " }"
+    )
     assert "errors" in gql(client, aliases)
     deep = "{ patients { edges { node { " * 4 + "id" + " } } }" * 4 + " }"
     body = gql(client, deep)
