@@ -251,6 +251,25 @@ def serve(
     _serve(_settings(), host=host, port=port)
 
 
+def _load_sample_once(settings: Settings, driver: Driver) -> None:
+    """Generate and load the sample unless every clinic record of it is already in the graph."""
+    from graph.reader import count_records_in_domains
+    from loaders.fhir import discover
+
+    domains_dir = _generate(settings)
+    expected = len(discover([domains_dir]))
+    present = count_records_in_domains(
+        driver, [d.name for d in domains_dir.iterdir() if d.is_dir()]
+    )
+    if present >= expected:
+        console.print(
+            f"sample ecosystem already loaded ({present} clinic records); "
+            f"reload with `medshadow load fhir {domains_dir}`"
+        )
+        return
+    _load(settings, driver, [domains_dir])
+
+
 def _serve(
     settings: Settings, *, host: str | None = None, port: int | None = None, load: bool = False
 ) -> None:
@@ -260,7 +279,7 @@ def _serve(
 
     with connected(settings) as driver:
         if load:
-            _load(settings, driver, [_generate(settings)])
+            _load_sample_once(settings, driver)
         application = create_app(settings, driver=driver)
         h, p = host or settings.api.host, port or settings.api.port
         console.print(

@@ -171,3 +171,13 @@ def lucene_query(text: str) -> str:
 
 
 _LUCENE_SPECIAL = re.compile(r'[+\-!(){}\[\]^"~*?:\\/&|]')
+
+
+def count_records_in_domains(driver: neo4j.Driver, org_keys: Sequence[str]) -> int:
+    """How many patient records the MIS domains of these organisations hold."""
+    records, _, _ = driver.execute_query(
+        "MATCH (r:Patient) WHERE r.sourceDomain IN $domains RETURN count(r) AS n",
+        {"domains": [f"mis:{key}" for key in org_keys]},
+        routing_=neo4j.RoutingControl.READ,
+    )
+    return int(records[0]["n"])

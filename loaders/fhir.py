@@ -239,7 +239,9 @@ class _Builder:
         self._domain_node()
         # Patients and organisations first: facts point at them.
         order = {"Organization": 0, "Practitioner": 1, "Patient": 2, "Encounter": 3}
-        for e in sorted(self.entries, key=lambda e: order.get(str(e.resource.get("resourceType")), 9)):
+        for e in sorted(
+            self.entries, key=lambda e: order.get(str(e.resource.get("resourceType")), 9)
+        ):
             self._one(e)
 
     def _domain_node(self) -> None:

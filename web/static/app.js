@@ -693,7 +693,7 @@ const SECTIONS = [
         "conditions",
         [["Onset", "date"], ["Condition"], ["Clinical status"], ["Verification", OPT], ["Resolved", `date ${OPT}`]],
         p.conditions.map((c) =>
-          factRow(c, [dateCell(c.date), codeText(c.code), statusText(c.clinicalStatus, c.status), humanize(c.verificationStatus) || "—", h("td", { class: OPT }, dateCell(c.end))]),
+          factRow(c, [dateCell(c.date), codeText(c.code), statusText(c.clinicalStatus, c.status), h("td", { class: OPT }, humanize(c.verificationStatus) || "—"), h("td", { class: OPT }, dateCell(c.end))]),
         ),
         "No conditions recorded.",
       ),
@@ -1115,7 +1115,7 @@ async function renderPatient(main, ctx) {
     document.title = "Patient not found · medshadow";
     main.replaceChildren(
       back,
-      stateBox("empty", "patient-not-found", "Patient not found", `No patient with id “${id}” is visible to you (${result.message}).`),
+      stateBox("empty", "patient-not-found", "Patient not found", `No patient with id “${id}” is visible to you.`, h("div", {}, h("a", { href: "#/" }, "Search patients"))),
     );
     return;
   }
@@ -1145,5 +1145,10 @@ async function renderPatient(main, ctx) {
 route(/^#\/?$/, renderSearch);
 route(/^#\/patient\/([^/]+)$/, renderPatient);
 
-if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
-else queueMicrotask(start);
+// Start after every page module has registered its routes (module scripts run before
+// DOMContentLoaded); "load" is the fallback when this module is imported late.
+if (document.readyState === "complete") start();
+else {
+  document.addEventListener("DOMContentLoaded", start);
+  window.addEventListener("load", start);
+}
