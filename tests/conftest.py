@@ -8,6 +8,7 @@ Tests that write their own data use their own domain ids, so they never disturb 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,3 +95,22 @@ def loaded_sample(
     )
     assert report.ok, (report.quarantined, report.reasons, report.write.dangling)
     return report
+
+
+@pytest.fixture(scope="session")
+def sample_domain_ids(sample_domains: Path) -> list[str]:
+    """Domain ids of the sample ecosystem (tests that write scratch data use other domains)."""
+    return sorted(f"mis:{d.name}" for d in sample_domains.iterdir() if d.is_dir())
+
+
+@pytest.fixture
+def scratch_dir(tmp_path: Path, driver: neo4j.Driver) -> Iterator[Path]:
+    """An input folder named as a unique domain; whatever is loaded from it is removed after."""
+    name = f"scratch-{uuid.uuid4().hex[:10]}"
+    folder = tmp_path / name
+    folder.mkdir()
+    yield folder
+    domain = f"mis:{name}"
+    driver.execute_query("MATCH (n) WHERE n.sourceDomain = $d DETACH DELETE n", d=domain)
+    driver.execute_query("MATCH (n:Domain {uid: $d}) DETACH DELETE n", d=domain)
+    driver.execute_query("MATCH (p:Person) WHERE NOT (p)<-[:RECORD_OF]-() DETACH DELETE p")

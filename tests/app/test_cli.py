@@ -72,9 +72,10 @@ def test_export_rdf_unknown_patient_fails_clearly(
     assert "no patient with id" in done.stderr
 
 
-def test_load_command_reports_and_exits_3_on_quarantine(neo4j_uri: str, tmp_path: Path) -> None:
-    folder = tmp_path / "cli-clinic"
-    folder.mkdir()
+def test_load_command_reports_and_exits_3_on_quarantine(
+    neo4j_uri: str, tmp_path: Path, scratch_dir: Path
+) -> None:
+    folder = scratch_dir
     (folder / "bad.json").write_text("{ nope")
     patient = {
         "resourceType": "Patient",

@@ -40,13 +40,19 @@ def test_sample_loads_every_modelled_type(loaded_sample: LoadReport) -> None:
     assert not loaded_sample.write.dangling
 
 
-def test_graph_matches_what_was_parsed(driver: neo4j.Driver, loaded_sample: LoadReport) -> None:
+def test_graph_matches_what_was_parsed(
+    driver: neo4j.Driver, loaded_sample: LoadReport, sample_domain_ids: list[str]
+) -> None:
     conditions = _one(
-        driver, "MATCH (c:Condition) WHERE c.sourceDomain STARTS WITH 'mis:' RETURN count(c)"
+        driver,
+        "MATCH (c:Condition) WHERE c.sourceDomain IN $d RETURN count(c)",
+        d=sample_domain_ids,
     )
     assert conditions == loaded_sample.parsed["Condition"]
     encounters = _one(
-        driver, "MATCH (e:Encounter) WHERE e.sourceDomain STARTS WITH 'mis:' RETURN count(e)"
+        driver,
+        "MATCH (e:Encounter) WHERE e.sourceDomain IN $d RETURN count(e)",
+        d=sample_domain_ids,
     )
     assert encounters == loaded_sample.parsed["Encounter"]
     # Blood-pressure panels keep their systolic/diastolic components as coded child observations.
@@ -59,9 +65,13 @@ def test_graph_matches_what_was_parsed(driver: neo4j.Driver, loaded_sample: Load
 
 
 def test_people_span_several_clinic_domains(
-    driver: neo4j.Driver, loaded_sample: LoadReport
+    driver: neo4j.Driver, loaded_sample: LoadReport, sample_domain_ids: list[str]
 ) -> None:
-    domains = _one(driver, "MATCH (d:Domain {kind: 'MIS'}) RETURN count(d)")
+    domains = _one(
+        driver,
+        "MATCH (d:Domain {kind: 'MIS'}) WHERE d.uid IN $d RETURN count(d)",
+        d=sample_domain_ids,
+    )
     assert domains >= 3
     multi = _one(
         driver,
@@ -72,8 +82,9 @@ def test_people_span_several_clinic_domains(
     # Each record has its own local id and MRN, but the same national id as its person.
     bad = _one(
         driver,
-        "MATCH (p:Person)<-[:RECORD_OF]-(r:Patient) "
-        "WHERE r.nationalId <> p.nationalId OR r.mrn IS NULL RETURN count(r)",
+        "MATCH (p:Person)<-[:RECORD_OF]-(r:Patient) WHERE r.sourceDomain IN $d "
+        "AND (r.nationalId <> p.nationalId OR r.mrn IS NULL) RETURN count(r)",
+        d=sample_domain_ids,
     )
     assert bad == 0
 
@@ -126,10 +137,9 @@ def _bundle(*resources: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_bad_resources_are_quarantined_and_good_ones_load(
-    driver: neo4j.Driver, tmp_path: Path
+    driver: neo4j.Driver, tmp_path: Path, scratch_dir: Path
 ) -> None:
-    inputs = tmp_path / "clinic-q"
-    inputs.mkdir()
+    inputs = scratch_dir
     patient = {
         "resourceType": "Patient",
         "id": "qp1",
@@ -213,9 +223,10 @@ def test_bad_resources_are_quarantined_and_good_ones_load(
     )
 
 
-def test_bulk_ndjson_loads_with_cross_file_references(driver: neo4j.Driver, tmp_path: Path) -> None:
-    folder = tmp_path / "bulk-clinic"
-    folder.mkdir()
+def test_bulk_ndjson_loads_with_cross_file_references(
+    driver: neo4j.Driver, tmp_path: Path, scratch_dir: Path
+) -> None:
+    folder = scratch_dir
     (folder / "Patient.ndjson").write_text(
         json.dumps(
             {
@@ -251,4 +262,4 @@ def test_bulk_ndjson_loads_with_cross_file_references(driver: neo4j.Driver, tmp_
         "MATCH (o:Observation {recordId: 'nd-o1'})-[:ABOUT]->(p:Patient {recordId: 'nd-p1'}) RETURN o.value",
     )
     assert value == 72.0
-    assert _one(driver, "MATCH (d:Domain {uid: 'mis:bulk-clinic'}) RETURN d.kind") == "MIS"
+    assert _one(driver, "MATCH (d:Domain {uid: $d}) RETURN d.kind", d=f"mis:{folder.name}") == "MIS"
