@@ -37,9 +37,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="Debian chromium is missing: `make chromium` installs it"
-)
 
 
 @dataclass(frozen=True)
@@ -81,6 +78,8 @@ def base_url(settings: Settings, loaded_sample: LoadReport) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # A missing browser fails the run (never a silent skip): `make test` installs it.
+    assert CHROMIUM.exists(), "Debian chromium is missing: `make chromium` installs it"
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium
@@ -263,3 +262,14 @@ def test_unknown_patient_shows_not_found(page: Page) -> None:
     page.goto("/ui/#/patient/" + "%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E")
     expect(page.get_by_test_id("patient-not-found")).to_contain_text("<img src=x onerror=alert(1)>")
     assert page.locator("main img").count() == 0
+
+
+def test_unknown_token_shows_error_and_access_denied(page: Page, person: MultiDomainPerson) -> None:
+    """The bearer token from localStorage is sent; a token with no rights gets clear states."""
+    page.add_init_script("window.localStorage.setItem('medshadowToken', 'not-a-known-token')")
+    page.goto("/ui/")
+    expect(page.get_by_test_id("search-error")).to_contain_text("not allowed")
+    expect(page.get_by_test_id("patient-row")).to_have_count(0)
+    page.goto(f"/ui/#/patient/{person.uid}")
+    expect(page.get_by_test_id("access-denied")).to_contain_text("not allowed")
+    expect(page.get_by_test_id("patient-record")).to_have_count(0)

@@ -207,9 +207,13 @@ export function domainHue(domainId) {
 }
 
 export function sourceBadge(source) {
-  const title = source.recordId
-    ? `${source.domain} · record ${source.recordId}${source.domainKind ? ` · ${source.domainKind}` : ""}`
-    : source.domain;
+  // Names are not unique (two clinics may share one): the tooltip and colour use the domain id.
+  const title = [
+    `${source.domain} (${source.domainKind ? `${source.domainKind} ` : ""}${source.domainId})`,
+    source.recordId ? `record ${source.recordId}` : null,
+  ]
+    .filter(Boolean)
+    .join(" · ");
   return h(
     "span",
     {
@@ -218,8 +222,9 @@ export function sourceBadge(source) {
       title,
       "data-testid": "source-badge",
       "data-domain": source.domain,
+      "data-domain-id": source.domainId,
     },
-    source.domain,
+    h("span", { class: "badge-label" }, source.domain),
   );
 }
 
