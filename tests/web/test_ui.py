@@ -38,7 +38,6 @@ CHROMIUM_ARGS = [
 ]
 
 
-
 @dataclass(frozen=True)
 class MultiDomainPerson:
     uid: str
