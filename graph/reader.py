@@ -89,28 +89,15 @@ RETURN uid, r { .uid, .recordId, .mrn, .identifiers, .name } AS record,
 ORDER BY d.name
 """
 
-# Facts of one label for a set of persons, with code(s) and provenance in the same round trip.
+# Facts of one label for a set of persons, with code(s) and provenance in the same round trip;
+# the per-person subquery keeps a page limit per person, not per batch.
 _FACTS = """
-UNWIND $uids AS uid
-MATCH (:Person {{uid: uid}})<-[:RECORD_OF]-(r:Patient)<-[:ABOUT]-(f:`{label}`)
-MATCH (r)-[:IN_DOMAIN]->(d:Domain)
-WHERE {where}
-WITH uid, f, d ORDER BY f.date DESC, f.uid
-{limit}
-RETURN uid, f {{ .* }} AS fact, d {{ .uid, .name, .kind }} AS domain,
-       [(f)-[c:CODED_AS]->(k:Concept) | k {{ .system, .code, .display, rank: c.rank }}] AS codes,
-       [(f)-[:HAS_COMPONENT]->(c) | c {{ .value, .unit, .valueString,
-          concept: [(c)-[:CODED_AS]->(k:Concept) | k {{ .system, .code, .display }}][0] }}]
-         AS components
-"""
-
-_FACTS_LIMITED = """
 UNWIND $uids AS uid
 CALL (uid) {{
   MATCH (:Person {{uid: uid}})<-[:RECORD_OF]-(r:Patient)<-[:ABOUT]-(f:`{label}`)
   MATCH (r)-[:IN_DOMAIN]->(d:Domain)
   WHERE {where}
-  RETURN f, d ORDER BY f.date DESC, f.uid LIMIT $limit
+  RETURN f, d ORDER BY f.date DESC, f.uid {limit}
 }}
 RETURN uid, f {{ .* }} AS fact, d {{ .uid, .name, .kind }} AS domain,
        [(f)-[c:CODED_AS]->(k:Concept) | k {{ .system, .code, .display, rank: c.rank }}] AS codes,
@@ -148,8 +135,8 @@ def facts_query(label: Label, flt: FactFilter) -> str:
         where.append("f.date < $until")
     if flt.after_date is not None:
         where.append("(f.date < $afterDate OR (f.date = $afterDate AND f.uid > $afterUid))")
-    template = _FACTS_LIMITED if flt.first is not None else _FACTS
-    return template.format(label=label.value, where=" AND ".join(where), limit="")
+    limit = "LIMIT $limit" if flt.first is not None else ""
+    return _FACTS.format(label=label.value, where=" AND ".join(where), limit=limit)
 
 
 def fact_params(uids: Sequence[str], flt: FactFilter) -> dict[str, Any]:

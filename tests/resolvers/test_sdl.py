@@ -19,3 +19,15 @@ def test_production_schema_disables_introspection() -> None:
     result = schema.execute_sync("{ __schema { types { name } } }")
     assert result.errors
     assert "introspection" in result.errors[0].message.lower()
+
+
+def test_unexpected_errors_are_masked_expected_ones_are_not() -> None:
+    from graphql import GraphQLError
+
+    from access.policy import AccessDeniedError, Action
+    from resolvers.schema import _should_mask
+
+    leaky = GraphQLError("boom", original_error=RuntimeError("Jane Doe, 999-12-3456, HIV+"))
+    assert _should_mask(leaky)
+    assert not _should_mask(GraphQLError("x", original_error=AccessDeniedError(Action.READ_PATIENT)))
+    assert not _should_mask(GraphQLError("Cannot query field 'nope' on type 'Query'."))
