@@ -106,13 +106,15 @@ def discover(paths: Sequence[Path]) -> list[list[Path]]:
         for path in files:
             if path.suffix == ".ndjson":
                 ndjson_by_dir.setdefault(path.parent, []).append(path)
-            elif path.suffix == ".json" and path.name not in _NON_FHIR_JSON:
+            elif path.suffix == ".json" and not _is_bookkeeping(path):
                 units.append([path])
     units.extend(ndjson_by_dir[d] for d in sorted(ndjson_by_dir))
     return units
 
 
-_NON_FHIR_JSON = frozenset({"manifest.json", "ground_truth.json"})
+def _is_bookkeeping(path: Path) -> bool:
+    """The generator's manifest and ground-truth files sit beside the bundles; not FHIR."""
+    return path.name == "manifest.json" or path.name.startswith("ground_truth")
 
 
 def parse_paths(
