@@ -186,7 +186,7 @@ def generate(
         "threads": threads,
         "files": [{"name": f.name, "bytes": f.stat().st_size} for f in files],
     }
-    _write_atomic(out_dir / MANIFEST_NAME, orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+    write_atomic(out_dir / MANIFEST_NAME, orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
     return fhir_dir
 
 
@@ -271,7 +271,8 @@ def _tail_text(raw: bytes) -> str:
     return "\n".join(lines[-_STDERR_TAIL_LINES:])
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
+    """Readers never see half a file: write beside it, then rename over it."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
@@ -375,7 +376,7 @@ def split_by_provider(raw_fhir_dir: Path, out_dir: Path) -> SplitReport:
         dangling += result.dangling
 
     truth = {pid: ground_truth[pid] for pid in sorted(ground_truth)}
-    _write_atomic(out_dir / GROUND_TRUTH_NAME, orjson.dumps(truth, option=orjson.OPT_INDENT_2))
+    write_atomic(out_dir / GROUND_TRUTH_NAME, orjson.dumps(truth, option=orjson.OPT_INDENT_2))
     return SplitReport(
         patients=len(ground_truth),
         organisations=len(organisations),
@@ -631,7 +632,7 @@ def _split_record(
         bundle: JSON = {"resourceType": "Bundle", "type": record.bundle_type, "entry": out_entries}
         target_dir = out_dir / key
         target_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(target_dir / f"{local_id}.json", orjson.dumps(bundle))
+        write_atomic(target_dir / f"{local_id}.json", orjson.dumps(bundle))
         written += len(out_entries)
         links.append({"org_key": key, "local_patient_id": local_id, "national_id": national_id})
     return _RecordResult(

@@ -29,5 +29,7 @@ def test_unexpected_errors_are_masked_expected_ones_are_not() -> None:
 
     leaky = GraphQLError("boom", original_error=RuntimeError("Jane Doe, 999-12-3456, HIV+"))
     assert _should_mask(leaky)
-    assert not _should_mask(GraphQLError("x", original_error=AccessDeniedError(Action.READ_PATIENT)))
+    assert not _should_mask(
+        GraphQLError("x", original_error=AccessDeniedError(Action.READ_PATIENT))
+    )
     assert not _should_mask(GraphQLError("Cannot query field 'nope' on type 'Query'."))
