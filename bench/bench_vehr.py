@@ -36,7 +36,7 @@ from starlette.applications import Starlette
 from access.policy import Principal, RecordAccess, Role
 from app.pipeline import load_fhir
 from app.server import create_app
-from app.settings import Neo4jSettings, Settings
+from app.settings import REPO_ROOT, Neo4jSettings, Settings
 from bench.common import (
     DEFAULT_SEED,
     fresh_neo4j,
@@ -54,21 +54,8 @@ from ontology.model import Label
 from resolvers.context import Context, Loaders
 from resolvers.schema import build_schema
 
-# Copied from tests/resolvers/test_vehr.py: every field kind of one patient's record.
-FULL_RECORD = """query Full($id: ID!) { patient(id: $id) { __typename ... on Patient {
-  id name gender birthDate nationalId
-  identifiers { domain system value }
-  domains { id name kind recordId mrn facts lastUpdated }
-  conditions { id date code { system code display } source { domain domainId recordId } }
-  medications { id code { display } source { domain } }
-  encounters { id date encounterClass source { domain } }
-  allergies { id code { display } source { domain } }
-  procedures { id code { display } source { domain } }
-  immunizations { id code { display } source { domain } }
-  documents { id text source { domain } }
-  observations(first: 500) { edges { node { id value unit components { value } source { domain } } } }
-  timeline(first: 50) { edges { node { kind date source { domain } } } }
-} } }"""  # noqa: E501 - verbatim copy
+# Every field kind of one patient's record (the same query the tests run).
+FULL_RECORD = (REPO_ROOT / "resolvers" / "examples" / "full_record.graphql").read_text()
 
 #: The fact lists FULL_RECORD asks for without arguments (each one DataLoader, one query).
 FULL_RECORD_LABELS = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import neo4j
@@ -18,23 +19,12 @@ from graph.reader import GraphReader
 from resolvers.context import Context, Loaders
 from resolvers.schema import build_schema
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "resolvers" / "examples"
+
 DONE_WHEN = """{ patients(first: 5) { edges { node { id name conditions {
   code { display } source { domain } } } } } }"""
 
-FULL_RECORD = """query Full($id: ID!) { patient(id: $id) { __typename ... on Patient {
-  id name gender birthDate nationalId
-  identifiers { domain system value }
-  domains { id name kind recordId mrn facts lastUpdated }
-  conditions { id date code { system code display } source { domain domainId recordId } }
-  medications { id code { display } source { domain } }
-  encounters { id date encounterClass source { domain } }
-  allergies { id code { display } source { domain } }
-  procedures { id code { display } source { domain } }
-  immunizations { id code { display } source { domain } }
-  documents { id text source { domain } }
-  observations(first: 500) { edges { node { id value unit components { value } source { domain } } } }
-  timeline(first: 50) { edges { node { kind date source { domain } } } }
-} } }"""
+FULL_RECORD = (EXAMPLES / "full_record.graphql").read_text()
 
 
 @pytest.fixture(scope="module")
