@@ -42,6 +42,7 @@ serve: setup
 
 test: setup chromium
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest
 
 lint: setup
