@@ -8,7 +8,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("app", "graph", "ontology", "nlp", "resolvers", "loaders", "terminology", "access")
+PACKAGES = (
+    "app",
+    "graph",
+    "ontology",
+    "nlp",
+    "resolvers",
+    "loaders",
+    "terminology",
+    "access",
+    "identity",
+)
 
 # (imported top-level module, packages allowed to import it)
 RULES = {
