@@ -40,6 +40,7 @@ from loaders.synthea import (
     MRN_SYSTEM_PREFIX,
     NATIONAL_ID_SYSTEM,
     local_patient_id,
+    national_id,
     write_atomic,
 )
 
@@ -453,7 +454,7 @@ class _Pools:
             home = _home_address(patient)
             if home is not None:
                 addresses.append((person.pid, home))
-            ssn = _national_id(patient)
+            ssn = national_id(patient)
             if ssn:
                 national_ids.add(ssn)
             for record in person.records:
@@ -1230,14 +1231,6 @@ def _address_text(address: JSON | None) -> str | None:
     parts = [*(address.get("line") or []), address.get("city"), address.get("state")]
     parts.append(address.get("postalCode"))
     return ", ".join(str(p) for p in parts if p)
-
-
-def _national_id(patient: JSON) -> str | None:
-    for ident in patient.get("identifier") or []:
-        if isinstance(ident, dict) and ident.get("system") == NATIONAL_ID_SYSTEM:
-            value = ident.get("value")
-            return value if isinstance(value, str) else None
-    return None
 
 
 def _mrn(patient: JSON, org_key: str) -> str | None:

@@ -606,7 +606,7 @@ def _split_record(
     patient_entry = entries[record.patient_index]
     links: list[JSON] = []
     written = dangling = 0
-    national_id = _national_id(patient_entry.resource)
+    person_nid = national_id(patient_entry.resource)
     for key in sorted(members):
         local_id = local_patient_id(key, record.patient_id)
         local_url = f"urn:uuid:{local_id}"
@@ -634,7 +634,7 @@ def _split_record(
         target_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(target_dir / f"{local_id}.json", orjson.dumps(bundle))
         written += len(out_entries)
-        links.append({"org_key": key, "local_patient_id": local_id, "national_id": national_id})
+        links.append({"org_key": key, "local_patient_id": local_id, "national_id": person_nid})
     return _RecordResult(
         links=links, resources_written=written, unassigned=unassigned, dangling=dangling
     )
@@ -746,7 +746,8 @@ def _org_key(organization: JSON) -> str:
     return "organization"
 
 
-def _national_id(patient: JSON) -> str | None:
+def national_id(patient: JSON) -> str | None:
+    """The Patient's national id (SSN) value, the identifier shared across domains."""
     for ident in patient.get("identifier") or []:
         if isinstance(ident, dict) and ident.get("system") == NATIONAL_ID_SYSTEM:
             value = ident.get("value")
