@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+import httpx2
 import neo4j
 import pytest
 import uvicorn
@@ -61,9 +61,9 @@ def base_url(settings: Settings, loaded_sample: LoadReport) -> Iterator[str]:
         if not thread.is_alive():
             raise RuntimeError("uvicorn stopped before /health answered")
         try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+            if httpx2.get(f"{url}/health", timeout=2).status_code == 200:
                 break
-        except httpx.TransportError:
+        except httpx2.TransportError:
             pass
         if time.monotonic() > deadline:
             server.should_exit = True
