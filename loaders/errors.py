@@ -35,13 +35,21 @@ def _rebuild_generation_error(message: str, kwargs: dict[str, Any]) -> Generatio
     return GenerationError(message, **kwargs)
 
 
-class SplitError(LoaderError):
-    """One raw bundle could not be split per provider; the path says which."""
+class FileError(LoaderError):
+    """A problem with one input file; carries the path and the reason."""
 
     def __init__(self, path: Path, reason: str) -> None:
         self.path = path
         self.reason = reason
         super().__init__(f"{path}: {reason}")
 
-    def __reduce__(self) -> tuple[type[SplitError], tuple[Path, str]]:
+    def __reduce__(self) -> tuple[type[FileError], tuple[Path, str]]:
         return (type(self), (self.path, self.reason))
+
+
+class SplitError(FileError):
+    """One raw bundle could not be split per provider; the path says which."""
+
+
+class PerturbError(FileError):
+    """A per-clinic bundle cannot be perturbed (or restored); the path says which."""

@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from loaders.errors import LoaderError
+from loaders.errors import PerturbError
 from loaders.synthea import (
     GROUND_TRUTH_NAME,
     LOCAL_ID_NAMESPACE,
@@ -75,18 +75,6 @@ class Perturbation(StrEnum):
     NATIONAL_ID_MISTYPED = "national_id_mistyped"
     ADDRESS_MOVED = "address_moved"
     GENDER_MISSING = "gender_missing"
-
-
-class PerturbError(LoaderError):
-    """A per-clinic bundle cannot be perturbed (or restored); the path says which."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        self.path = path
-        self.reason = reason
-        super().__init__(f"{path}: {reason}")
-
-    def __reduce__(self) -> tuple[type[PerturbError], tuple[Path, str]]:
-        return (type(self), (self.path, self.reason))
 
 
 @dataclass(frozen=True)
