@@ -13,7 +13,14 @@ Driver = neo4j.Driver
 def open_driver(uri: str, user: str, password: str | None) -> neo4j.Driver:
     """Connect and verify, so a wrong URI or password fails at start-up with a clear message."""
     auth = (user, password) if password else None
-    driver = neo4j.GraphDatabase.driver(uri, auth=auth)
+    # "Label does not exist" notices are noise on a fresh database, not a fault.
+    driver = neo4j.GraphDatabase.driver(
+        uri,
+        auth=auth,
+        notifications_disabled_classifications=[
+            neo4j.NotificationDisabledClassification.UNRECOGNIZED
+        ],
+    )
     try:
         driver.verify_connectivity()
     except (neo4j.exceptions.ServiceUnavailable, neo4j.exceptions.AuthError) as e:
