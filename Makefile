@@ -60,6 +60,7 @@ sdl: setup
 bench: setup
 	$(PY) bench/bench_load.py
 	$(PY) bench/bench_vehr.py
+	$(PY) bench/bench_linkage.py
 
 clean:
 	rm -rf $(VENV) tools/neo4j/target .medshadow
