@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 JARS := tools/neo4j/target/.fetched
 JAVA_SRC := $(shell find tools/neo4j/src -name '*.java')
 
-.PHONY: setup demo serve test test-fast lint format bench sdl clean chromium
+.PHONY: setup demo serve test lint format bench sdl clean chromium
 
 setup: $(INSTALLED) $(JARS)
 
