@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from graph import reader as q
+from graph.connection import Driver
 from graph.reader import FactFilter, GraphReader
 from ontology.model import Label
 
@@ -69,6 +70,12 @@ class RecordAccess:
     def __init__(self, reader: GraphReader, principal: Principal) -> None:
         self._reader = reader
         self.principal = principal
+
+    @classmethod
+    def for_driver(
+        cls, driver: Driver, principal: Principal, *, database: str | None = None
+    ) -> RecordAccess:
+        return cls(GraphReader(driver, database=database), principal)
 
     @property
     def round_trips(self) -> int:

@@ -46,7 +46,7 @@ def embedded(settings: Settings) -> EmbeddedNeo4j:
         heap=n.heap,
         pagecache=n.pagecache,
         java=n.java,
-        password=n.password.get_secret_value() if n.password else None,
+        password=n.password_value,
     )
 
 
@@ -67,8 +67,7 @@ def connected(settings: Settings, *, keep_running: bool = False) -> Iterator[Dri
         if was_running or keep_running:
             server = None
     assert uri is not None
-    password = n.password.get_secret_value() if n.password else None
-    driver = open_driver(uri, n.user, password)
+    driver = open_driver(uri, n.user, n.password_value)
     try:
         yield driver
     finally:
@@ -85,11 +84,7 @@ def neo4j_start() -> None:
     """Start the embedded Neo4j in the background (data persists in its home)."""
     settings = _settings()
     status = embedded(settings).start(settings.neo4j.start_timeout_s)
-    driver = open_driver(
-        status.uri or "",
-        settings.neo4j.user,
-        None if not settings.neo4j.password else settings.neo4j.password.get_secret_value(),
-    )
+    driver = open_driver(status.uri or "", settings.neo4j.user, settings.neo4j.password_value)
     try:
         console.print(
             f"Neo4j running: {status.uri} (pid {status.pid}, APOC {apoc_version(driver)})"
@@ -147,8 +142,8 @@ def generate(
 
 
 def _generate(settings: Settings) -> Path:
+    from loaders.synthea import ensure_split
     from loaders.synthea import generate as synthea_generate
-    from loaders.synthea import split_by_provider
 
     raw, domains = sample_dirs(settings)
     d = settings.demo
@@ -159,7 +154,10 @@ def _generate(settings: Settings) -> Path:
     fhir = synthea_generate(
         raw, population=d.population, seed=d.seed, reference_date=d.reference_date
     )
-    report = split_by_provider(fhir, domains)
+    report = ensure_split(fhir, domains)
+    if report is None:
+        console.print(f"clinic records: reusing the split in {domains}")
+        return domains
     console.print(
         f"split {report.patients} patients into {report.bundles_written} clinic records "
         f"across {report.organisations} organisations ({report.resources_written} resources)"

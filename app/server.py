@@ -14,12 +14,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from strawberry.asgi import GraphQL
 
-from access.policy import Principal, RecordAccess
+from access.policy import Principal
 from app.settings import Settings
 from graph.connection import Driver, open_driver, ping
-from graph.reader import GraphReader
 from graph.schema import ensure_schema
-from resolvers.context import Context, Loaders, in_thread
+from resolvers.context import Context, in_thread
 from resolvers.schema import build_schema
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
@@ -42,8 +41,7 @@ class MedshadowGraphQL(GraphQL[Context, None]):
         principal = Principal.from_token(
             _bearer(request), self.settings.api.tokens, self.settings.api.anonymous_role
         )
-        access = RecordAccess(GraphReader(driver, database=self.settings.neo4j.database), principal)
-        return Context(access=access, loaders=Loaders(access))
+        return Context.for_principal(driver, principal, database=self.settings.neo4j.database)
 
 
 def _bearer(request: Request) -> str | None:
@@ -61,11 +59,8 @@ def create_app(settings: Settings, *, driver: Driver | None = None) -> Starlette
         if driver is None:
             if settings.neo4j.uri is None:
                 raise RuntimeError("create_app needs settings.neo4j.uri (the CLI resolves it)")
-            password = settings.neo4j.password
             app.state.driver = open_driver(
-                settings.neo4j.uri,
-                settings.neo4j.user,
-                password.get_secret_value() if password else None,
+                settings.neo4j.uri, settings.neo4j.user, settings.neo4j.password_value
             )
         else:
             app.state.driver = driver

@@ -27,6 +27,11 @@ class Neo4jSettings(BaseModel):
     java: str = "java"
     start_timeout_s: float = 120.0
 
+    @property
+    def password_value(self) -> str | None:
+        """The password in clear, for the driver only (never log it)."""
+        return self.password.get_secret_value() if self.password else None
+
 
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"

@@ -33,7 +33,7 @@ import strawberry
 import uvicorn
 from starlette.applications import Starlette
 
-from access.policy import Principal, RecordAccess, Role
+from access.policy import Principal, Role
 from app.pipeline import load_fhir
 from app.server import create_app
 from app.settings import REPO_ROOT, Neo4jSettings, Settings
@@ -49,9 +49,9 @@ from bench.common import (
 from graph import reader as q
 from graph.connection import Driver
 from graph.embedded import free_port
-from graph.reader import ALL_FACTS, FactFilter, GraphReader
+from graph.reader import ALL_FACTS, FactFilter
 from ontology.model import Label
-from resolvers.context import Context, Loaders
+from resolvers.context import Context
 from resolvers.schema import build_schema
 
 # Every field kind of one patient's record (the same query the tests run).
@@ -157,17 +157,13 @@ def run_in_process(
     One long-lived event loop (and so one thread pool for the resolvers' ``to_thread``), as
     in the server, rather than a new loop per call.
     """
-    access = RecordAccess(GraphReader(driver), Principal("bench", Role.CLINICIAN))
+    context = Context.for_principal(driver, Principal("bench", Role.CLINICIAN))
     result = runner.run(
-        schema.execute(
-            FULL_RECORD,
-            variable_values={"id": uid},
-            context_value=Context(access, Loaders(access)),
-        )
+        schema.execute(FULL_RECORD, variable_values={"id": uid}, context_value=context)
     )
     if result.errors:
         raise RuntimeError(f"FULL_RECORD failed in process: {result.errors}")
-    return InProcess(access.round_trips, _facts_in(result.data or {}))
+    return InProcess(context.access.round_trips, _facts_in(result.data or {}))
 
 
 def _facts_in(data: dict[str, Any]) -> int:

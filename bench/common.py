@@ -6,9 +6,7 @@ it compares them with in the same run, on the same machine.
 
 from __future__ import annotations
 
-import hashlib
 import math
-import shutil
 import sys
 import tempfile
 import time
@@ -22,12 +20,11 @@ from graph.connection import Driver, open_driver
 from graph.embedded import EmbeddedNeo4j, free_port
 from graph.schema import ensure_schema
 from loaders.fhir import discover
-from loaders.synthea import MANIFEST_NAME, generate, split_by_provider
+from loaders.synthea import ensure_split, generate
 
 BENCH_DATA = REPO_ROOT / ".medshadow" / "bench"
 JARS = REPO_ROOT / "tools" / "neo4j" / "target"
 DEFAULT_SEED = 2026
-_SPLIT_MARKER = "split.done"
 
 
 # --------------------------------------------------------------------------- Neo4j
@@ -94,15 +91,9 @@ def population(patients: int, seed: int = DEFAULT_SEED) -> Population:
     if generated > 5:
         log(f"generated {patients} patients (seed {seed}) in {generated:.0f} s")
     domains = root / "domains"
-    marker = root / _SPLIT_MARKER
-    digest = hashlib.sha256((fhir.parent / MANIFEST_NAME).read_bytes()).hexdigest()
-    if not (marker.exists() and marker.read_text().strip() == digest and domains.is_dir()):
-        marker.unlink(missing_ok=True)
-        if domains.exists():
-            shutil.rmtree(domains)
-        started = time.perf_counter()
-        report = split_by_provider(fhir, domains)
-        marker.write_text(digest + "\n")
+    started = time.perf_counter()
+    report = ensure_split(fhir, domains)
+    if report is not None:
         log(
             f"split {report.patients} patients into {report.bundles_written} clinic bundles "
             f"in {time.perf_counter() - started:.0f} s"

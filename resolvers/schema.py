@@ -17,7 +17,7 @@ from strawberry.extensions import (
 )
 
 from access.policy import AccessDeniedError
-from resolvers.context import Info
+from resolvers.context import Info, in_thread
 from resolvers.types import (
     AccessDenied,
     Connection,
@@ -28,7 +28,6 @@ from resolvers.types import (
     PatientResult,
     decode_cursor,
     encode_cursor,
-    in_thread,
     load_person,
 )
 

@@ -11,7 +11,7 @@ import strawberry
 
 from graph.reader import ALL_FACTS, FactFilter
 from ontology.model import Label
-from resolvers.context import Info, in_thread
+from resolvers.context import Info
 
 T = TypeVar("T")
 
@@ -499,6 +499,3 @@ PatientResult = Annotated[
 async def load_person(info: Info, uid: str) -> dict[str, Any] | None:
     row: dict[str, Any] | None = await info.context.loaders.persons().load(uid)
     return row
-
-
-__all__ = ["PatientResult", "in_thread"]

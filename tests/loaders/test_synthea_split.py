@@ -18,9 +18,11 @@ from loaders.synthea import (
     MANIFEST_NAME,
     MRN_SYSTEM_PREFIX,
     NATIONAL_ID_SYSTEM,
+    SPLIT_MARKER_NAME,
     SplitReport,
     _org_key,
     _run_synthea,
+    ensure_split,
     generate,
     local_patient_id,
     split_by_provider,
@@ -325,3 +327,22 @@ def test_bad_input_files_are_reported_and_the_rest_still_split(run: Run, tmp_pat
     assert report.patients == POPULATION
     assert report.bundles_written == run.report.bundles_written
     assert _snapshot(tmp_path / "split") == _snapshot(run.out)
+
+
+def test_ensure_split_reuses_a_finished_split_of_the_same_population(
+    run: Run, tmp_path: Path
+) -> None:
+    out = tmp_path / "split"
+    first = ensure_split(run.raw, out)
+    assert first is not None
+    assert first.bundles_written == run.report.bundles_written
+    assert _snapshot(out) == _snapshot(run.out)
+    assert ensure_split(run.raw, out) is None  # reused, nothing rewritten
+    # A marker from another raw population (or an interrupted split) means: split again.
+    (out / SPLIT_MARKER_NAME).write_text("stale\n")
+    stray = out / "stray-org"
+    stray.mkdir()
+    again = ensure_split(run.raw, out)
+    assert again is not None
+    assert not stray.exists()
+    assert _snapshot(out) == _snapshot(run.out)

@@ -11,12 +11,11 @@ import neo4j
 import pytest
 from starlette.testclient import TestClient
 
-from access.policy import Principal, RecordAccess, Role
+from access.policy import Principal, Role
 from app.pipeline import LoadReport
 from app.server import create_app
 from app.settings import Settings
-from graph.reader import GraphReader
-from resolvers.context import Context, Loaders
+from resolvers.context import Context
 from resolvers.schema import build_schema
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "resolvers" / "examples"
@@ -106,18 +105,14 @@ def test_round_trips_do_not_grow_with_record_size(driver: neo4j.Driver) -> None:
     counts: dict[bool, tuple[int, int]] = {}
     for fewest in (True, False):
         uid = _multi_domain_person(driver, fewest=fewest)
-        access = RecordAccess(GraphReader(driver), Principal("test", Role.CLINICIAN))
+        context = Context.for_principal(driver, Principal("test", Role.CLINICIAN))
         result = asyncio.run(
-            schema.execute(
-                FULL_RECORD,
-                variable_values={"id": uid},
-                context_value=Context(access, Loaders(access)),
-            )
+            schema.execute(FULL_RECORD, variable_values={"id": uid}, context_value=context)
         )
         assert result.errors is None
         data = result.data or {}
         facts = sum(len(v) for v in data["patient"].values() if isinstance(v, list))
-        counts[fewest] = (access.round_trips, facts)
+        counts[fewest] = (context.access.round_trips, facts)
     small, large = counts[True], counts[False]
     assert large[1] > small[1]  # the second record really is bigger
     # person + records (shared by domains and identifiers) + 7 fact lists + observations + timeline
