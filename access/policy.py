@@ -22,6 +22,10 @@ from ontology.model import Label
 
 class Role(StrEnum):
     CLINICIAN = "clinician"
+    STEWARD = "steward"  # data steward: works the master patient index's review queue
+    PATIENT = "patient"  # writes to their own portal account
+    DEVICE = "device"  # an IoT cloud / device gateway pushing readings
+    INTEGRATOR = "integrator"  # a domain's integration engine: webhooks, change feed
     ADMIN = "admin"
     NONE = "none"
 
@@ -29,11 +33,32 @@ class Role(StrEnum):
 class Action(StrEnum):
     READ_PATIENT = "read_patient"
     SEARCH_PATIENTS = "search_patients"
+    MATCH_PATIENT = "match_patient"  # regional patient index search ($match)
+    REVIEW_LINKS = "review_links"  # read the review queue, confirm / reject / unlink
+    WRITE_PORTAL = "write_portal"  # patient-entered data
+    INGEST_READINGS = "ingest_readings"  # device readings (streaming endpoint)
+    MANAGE_WEBHOOKS = "manage_webhooks"  # register webhooks, read the delivery log
+    SUBSCRIBE_CHANGES = "subscribe_changes"  # GraphQL subscriptions to change events
 
 
 _ALLOWED: Mapping[Role, frozenset[Action]] = {
-    Role.CLINICIAN: frozenset({Action.READ_PATIENT, Action.SEARCH_PATIENTS}),
-    Role.ADMIN: frozenset({Action.READ_PATIENT, Action.SEARCH_PATIENTS}),
+    Role.CLINICIAN: frozenset(
+        {
+            Action.READ_PATIENT,
+            Action.SEARCH_PATIENTS,
+            Action.MATCH_PATIENT,
+            Action.SUBSCRIBE_CHANGES,
+        }
+    ),
+    Role.STEWARD: frozenset(
+        {Action.READ_PATIENT, Action.SEARCH_PATIENTS, Action.MATCH_PATIENT, Action.REVIEW_LINKS}
+    ),
+    Role.PATIENT: frozenset({Action.WRITE_PORTAL}),
+    Role.DEVICE: frozenset({Action.INGEST_READINGS}),
+    Role.INTEGRATOR: frozenset(
+        {Action.MATCH_PATIENT, Action.MANAGE_WEBHOOKS, Action.SUBSCRIBE_CHANGES}
+    ),
+    Role.ADMIN: frozenset(Action),
     Role.NONE: frozenset(),
 }
 

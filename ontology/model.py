@@ -39,6 +39,15 @@ class Label(StrEnum):
     RISK_ASSESSMENT = "RiskAssessment"
     CARE_GAP = "CareGap"
     DATA_REQUEST = "DataRequest"
+    MATCH_CANDIDATE = "MatchCandidate"
+    LINK_DECISION = "LinkDecision"
+    LINKAGE_MODEL = "LinkageModel"
+    READING_SERIES = "ReadingSeries"
+    READING_BUCKET = "ReadingBucket"
+    PREFERENCE = "Preference"
+    CHANGE_EVENT = "ChangeEvent"
+    WEBHOOK = "Webhook"
+    WEBHOOK_DELIVERY = "WebhookDelivery"
 
     @property
     def iri(self) -> str:
@@ -58,6 +67,15 @@ class RelType(StrEnum):
     HAS_COMPONENT = "HAS_COMPONENT"  # Observation -> component Observation
     HAS_RESULT = "HAS_RESULT"  # DiagnosticReport -> Observation
     IS_A = "IS_A"  # Concept -> broader Concept
+    CANDIDATE = "CANDIDATE"  # MatchCandidate -> each of its two Patient records
+    DECIDES = "DECIDES"  # LinkDecision -> MatchCandidate
+    CONCERNS = "CONCERNS"  # LinkDecision -> Patient record linked / unlinked
+    IN_SERIES = "IN_SERIES"  # ReadingBucket -> ReadingSeries
+    MEASURED_BY = "MEASURED_BY"  # ReadingSeries -> Device
+    CHANGED = "CHANGED"  # ChangeEvent -> Person
+    WATCHES = "WATCHES"  # Webhook -> Domain that registered it
+    DELIVERS = "DELIVERS"  # WebhookDelivery -> ChangeEvent
+    VIA = "VIA"  # WebhookDelivery -> Webhook
 
     @property
     def iri(self) -> str:

@@ -1,4 +1,8 @@
-"""The GraphQL schema: queries plus the safety rules that apply to every request."""
+"""The GraphQL schema: queries, mutations and subscriptions of every module, plus the safety
+rules that apply to every request.
+
+Each concern keeps its operations in its own module (``resolvers/mpi.py``, ...) as small
+``@strawberry.type`` classes; :func:`build_schema` merges them into the root types."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     SchemaExtension,
 )
+from strawberry.tools import merge_types
 
 from access.policy import AccessDeniedError
 from resolvers.context import Info, in_thread
@@ -43,7 +48,7 @@ def _should_mask(error: GraphQLError) -> bool:
 
 
 @strawberry.type
-class Query:
+class PatientQuery:
     @strawberry.field(description="One patient's virtual EHR by person id.")
     async def patient(self, info: Info, id: strawberry.ID) -> PatientResult:
         try:
@@ -81,6 +86,12 @@ class Query:
         )
 
 
+#: The root types' parts, one class per module; a module adds its classes here.
+QUERIES: tuple[type, ...] = (PatientQuery,)
+MUTATIONS: tuple[type, ...] = ()
+SUBSCRIPTIONS: tuple[type, ...] = ()
+
+
 def build_schema(
     *, max_depth: int = 10, max_tokens: int = 2000, max_aliases: int = 15, production: bool = False
 ) -> strawberry.Schema:
@@ -93,4 +104,9 @@ def build_schema(
     ]
     if production:
         extensions.append(DisableIntrospection)
-    return strawberry.Schema(query=Query, extensions=extensions)
+    return strawberry.Schema(
+        query=merge_types("Query", QUERIES),
+        mutation=merge_types("Mutation", MUTATIONS) if MUTATIONS else None,
+        subscription=merge_types("Subscription", SUBSCRIPTIONS) if SUBSCRIPTIONS else None,
+        extensions=extensions,
+    )
