@@ -80,13 +80,24 @@ class Principal:
     def from_token(
         cls, token: str | None, tokens: Mapping[str, str], anonymous_role: str
     ) -> Principal:
-        """Map a bearer token to a principal; unknown tokens get no rights at all."""
+        """Map a bearer token to a principal; unknown tokens get no rights at all.
+
+        A configured value is a role (``"clinician"``) or ``"<role>:<subject>"``: for a patient
+        ``"patient:<portal account record uid>"``, the one account that token may write to.
+        """
         if token is None:
             return cls("anonymous", Role(anonymous_role))
-        role = tokens.get(token)
-        if role is None:
+        value = tokens.get(token)
+        if value is None:
             return cls("unknown-token", Role.NONE)
-        return cls(f"token:{role}", Role(role))
+        role, _, subject = value.partition(":")
+        return cls(subject or f"token:{role}", Role(role))
+
+
+def require(principal: Principal, action: Action) -> None:
+    """Raise :class:`AccessDeniedError` unless the principal's role allows ``action``."""
+    if action not in _ALLOWED[principal.role]:
+        raise AccessDeniedError(action)
 
 
 class RecordAccess:
@@ -105,6 +116,11 @@ class RecordAccess:
     @property
     def round_trips(self) -> int:
         return self._reader.round_trips
+
+    @property
+    def reader(self) -> GraphReader:
+        """The request's reader, shared with the other checked access classes (access/*.py)."""
+        return self._reader
 
     def require(self, action: Action) -> None:
         if action not in _ALLOWED[self.principal.role]:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -19,6 +19,12 @@ from graph.embedded import EmbeddedNeo4j
 from graph.errors import GraphError
 from loaders.errors import LoaderError
 
+if TYPE_CHECKING:
+    from mpi.service import LinkReport, MasterIndex
+
+if TYPE_CHECKING:
+    from app.channels import ChannelLoadReport
+
 app = typer.Typer(no_args_is_help=True, help="medshadow: patient-centric medical knowledge graph")
 neo4j_app = typer.Typer(no_args_is_help=True, help="The embedded Neo4j (used when no URI is set)")
 load_app = typer.Typer(no_args_is_help=True, help="Load data into the graph")
@@ -28,9 +34,12 @@ app.add_typer(neo4j_app, name="neo4j")
 app.add_typer(load_app, name="load")
 app.add_typer(ontology_app, name="ontology")
 app.add_typer(export_app, name="export")
+mpi_app = typer.Typer(no_args_is_help=True, help="The master patient index")
+app.add_typer(mpi_app, name="mpi")
 
 console = Console(stderr=True)
 EXIT_PARTIAL = 3  # loaded, but some resources were quarantined or references dangled
+IOT_VENDOR = "pulsewave"  # the sample ecosystem's IoT cloud (domain iot:pulsewave)
 
 
 def _settings() -> Settings:
@@ -124,6 +133,10 @@ def sample_dirs(settings: Settings) -> tuple[Path, Path]:
 def generate(
     population: Annotated[int | None, typer.Option(help="number of patients")] = None,
     seed: Annotated[int | None, typer.Option(help="random seed")] = None,
+    iot: Annotated[bool, typer.Option(help="also write the sample IoT cloud's export")] = False,
+    channels: Annotated[
+        bool, typer.Option(help="also write sample portal accounts and community posts")
+    ] = False,
 ) -> None:
     """Generate a seeded Synthea population and split it into one record per clinic (domain)."""
     settings = _settings()
@@ -138,10 +151,17 @@ def generate(
                 )
             }
         )
-    print(_generate(settings))
+    domains = _generate(settings)
+    print(domains)
+    if iot:
+        print(_generate_iot(settings, domains))
+    if channels:
+        for folder in _generate_channels(settings, domains):
+            print(folder)
 
 
 def _generate(settings: Settings) -> Path:
+    from loaders.perturb import PERTURBATION_TRUTH_NAME, perturb_domains
     from loaders.synthea import ensure_split
     from loaders.synthea import generate as synthea_generate
 
@@ -157,13 +177,21 @@ def _generate(settings: Settings) -> Path:
     report = ensure_split(fhir, domains)
     if report is None:
         console.print(f"clinic records: reusing the split in {domains}")
-        return domains
-    console.print(
-        f"split {report.patients} patients into {report.bundles_written} clinic records "
-        f"across {report.organisations} organisations ({report.resources_written} resources)"
-    )
-    for err in report.errors:
-        console.print(f"[yellow]skipped {err}[/yellow]")
+    else:
+        console.print(
+            f"split {report.patients} patients into {report.bundles_written} clinic records "
+            f"across {report.organisations} organisations ({report.resources_written} resources)"
+        )
+        for err in report.errors:
+            console.print(f"[yellow]skipped {err}[/yellow]")
+    if d.perturb and (report is not None or not (domains / PERTURBATION_TRUTH_NAME).is_file()):
+        # every clinic's copy of the demographics differs the way real registries do
+        changed = perturb_domains(domains, seed=d.seed)
+        console.print(
+            f"perturbed {changed.records_changed} of {changed.records_seen} clinic records' "
+            f"demographics (+{changed.twin_records} twin records); truth in "
+            f"{PERTURBATION_TRUTH_NAME}"
+        )
     return domains
 
 
@@ -183,6 +211,7 @@ def load_fhir_cmd(
 def _load(
     settings: Settings, driver: Driver, paths: list[Path], *, domain: str | None = None
 ) -> bool:
+    from app.mpi import master_index
     from app.pipeline import load_fhir
     from graph.schema import ensure_schema
     from loaders.fhir import discover
@@ -208,6 +237,8 @@ def _load(
             include_claims=settings.load.include_claims,
             database=settings.neo4j.database,
             on_unit=lambda _unit: progress.advance(task),
+            index=master_index(driver, settings),
+            link=settings.mpi.link_on_load,
         )
     table = Table(title=f"load report: {report.files} files in {report.seconds:.1f}s")
     table.add_column("what")
@@ -237,7 +268,263 @@ def _load(
         f"{report.facts} graph elements in {report.seconds:.1f}s "
         f"({report.facts / max(report.seconds, 1e-9):,.0f}/s)"
     )
+    if report.link is not None:
+        _print_link(report.link)
+    if report.changed:
+        console.print(
+            f"{len(report.changed)} patient records changed → {report.events} change events"
+        )
     return report.ok
+
+
+def _index(driver: Driver, settings: Settings) -> MasterIndex:
+    """The master patient index with the configured thresholds (imports splink lazily)."""
+    from app.mpi import master_index
+
+    return master_index(driver, settings)
+
+
+def _print_link(link: LinkReport) -> None:
+    console.print(
+        f"master patient index: {link.pending} new records → {link.linked_to_existing} joined "
+        f"existing persons, {link.new_persons} new persons, {link.persons_merged} merged; "
+        f"{link.review_opened} possible matches queued for review "
+        f"({link.pairs_scored} pairs scored in {link.seconds:.1f}s)"
+    )
+
+
+@load_app.command("readings")
+def load_readings_cmd(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="IoT export files or folders: accounts, devices, readings"),
+    ],
+    vendor: Annotated[str, typer.Option(help="the IoT cloud: domain iot:<vendor>")] = IOT_VENDOR,
+) -> None:
+    """Load an IoT cloud's accounts, devices and readings. Exit 0: all loaded; 3: lines rejected."""
+    settings = _settings()
+    with connected(settings) as driver:
+        ok = _load_readings(settings, driver, paths, vendor=vendor)
+    if not ok:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _load_readings(settings: Settings, driver: Driver, paths: list[Path], *, vendor: str) -> bool:
+    from app.readings import load_readings
+    from graph.schema import ensure_schema
+    from loaders.readings import discover_iot
+
+    ensure_schema(driver, database=settings.neo4j.database)
+    files = discover_iot(paths)
+    lines = 0
+    for path in files.readings:
+        with path.open("rb") as fh:
+            lines += sum(1 for _ in fh)
+    progress = Progress(
+        TextColumn("[bold]loading readings[/bold]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    with progress:
+        task = progress.add_task("readings", total=lines)
+        report = load_readings(
+            driver,
+            paths,
+            vendor=vendor,
+            quarantine_dir=settings.data_dir / "quarantine",
+            batch_size=settings.load.batch_size,
+            database=settings.neo4j.database,
+            on_lines=lambda n: progress.advance(task, n),
+            index=_index(driver, settings),
+            link=settings.mpi.link_on_load,
+        )
+        progress.update(task, completed=lines)
+    r = report.readings
+    table = Table(title=f"readings load: {report.files} files in {report.seconds:.1f}s")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for what, n in (
+        ("accounts (Patient records)", report.accounts),
+        ("devices", report.devices),
+        ("reading lines", report.lines),
+        ("readings accepted", r.accepted),
+        ("  new", r.inserted),
+        ("  replaced (new value)", r.replaced),
+        ("  unchanged", r.unchanged),
+        ("hourly buckets written", r.buckets_written),
+        ("lines rejected", report.rejected),
+        ("records changed", len(report.changes)),
+    ):
+        table.add_row(what, f"{n:,}")
+    console.print(table)
+    for what, n in report.write.dangling.items():
+        console.print(f"[yellow]  {n} relationships {what} point at nothing[/yellow]")
+    if report.rejected:
+        console.print(
+            f"[yellow]{report.rejected} lines rejected → {report.quarantine_file}[/yellow]"
+        )
+        for reason, n in report.reasons.most_common(10):
+            console.print(f"[yellow]  {n:>6} {reason}[/yellow]")
+    if r.accepted == 0:
+        console.print("[yellow]warning: no readings were loaded[/yellow]")
+    if report.link is not None and report.link.pending:
+        _print_link(report.link)
+    console.print(
+        f"{r.accepted:,} readings in {report.seconds:.1f}s "
+        f"({r.accepted / max(report.seconds, 1e-9):,.0f}/s)"
+    )
+    return report.ok
+
+
+def _generate_iot(settings: Settings, domains: Path) -> Path:
+    """The sample IoT cloud's export for ~20 % of the sample's persons (reused when present)."""
+    from loaders.iot_gen import IOT_TRUTH_NAME, generate_iot
+
+    out = domains.parent / f"iot-{IOT_VENDOR}"
+    if not (out / IOT_TRUTH_NAME).is_file():
+        report = generate_iot(domains, out, seed=settings.demo.seed, vendor=IOT_VENDOR)
+        console.print(
+            f"IoT cloud {IOT_VENDOR}: {report.accounts} accounts, {report.devices} devices, "
+            f"{report.readings:,} readings, {report.episodes} abnormal episodes → {out}"
+        )
+    return out
+
+
+@load_app.command("portal")
+def load_portal_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="portal account .json / .ndjson or folders")],
+    portal: Annotated[
+        str | None, typer.Option(help="portal name for all inputs (domain portal:<name>)")
+    ] = None,
+) -> None:
+    """Load patient portal (PHR) account exports. Exit 0: all loaded; 3: entries quarantined."""
+    from app.channels import load_portal
+    from loaders.portal import discover
+
+    settings = _settings()
+    with connected(settings) as driver:
+        ok = _load_channel(
+            settings,
+            driver,
+            "portal",
+            len(discover(paths)),
+            lambda on_file: load_portal(
+                driver,
+                paths,
+                quarantine_dir=settings.data_dir / "quarantine",
+                portal_name=portal,
+                batch_size=settings.load.batch_size,
+                database=settings.neo4j.database,
+                on_file=on_file,
+                index=_index(driver, settings),
+                link=settings.mpi.link_on_load,
+            ),
+        )
+    if not ok:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+@load_app.command("social")
+def load_social_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="community post .ndjson files or folders")],
+) -> None:
+    """Load posts and messages of patient communities. Exit 0: all loaded; 3: lines quarantined."""
+    from app.channels import load_social
+    from loaders.social import discover
+
+    settings = _settings()
+    with connected(settings) as driver:
+        ok = _load_channel(
+            settings,
+            driver,
+            "social",
+            len(discover(paths)),
+            lambda on_file: load_social(
+                driver,
+                paths,
+                quarantine_dir=settings.data_dir / "quarantine",
+                batch_size=settings.load.batch_size,
+                database=settings.neo4j.database,
+                on_file=on_file,
+                index=_index(driver, settings),
+                link=settings.mpi.link_on_load,
+            ),
+        )
+    if not ok:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _load_channel(
+    settings: Settings,
+    driver: Driver,
+    what: str,
+    files: int,
+    run: Callable[[Callable[[Path], None]], ChannelLoadReport],
+) -> bool:
+    from graph.schema import ensure_schema
+
+    ensure_schema(driver, database=settings.neo4j.database)
+    progress = Progress(
+        TextColumn(f"[bold]loading {what}[/bold]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("files"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    with progress:
+        task = progress.add_task(what, total=files)
+        report = run(lambda _path: progress.advance(task))
+    table = Table(title=f"{what} load: {report.files} files in {report.seconds:.1f}s")
+    table.add_column("what")
+    table.add_column("written", justify="right")
+    table.add_column("new", justify="right")
+    for kind, n in sorted(report.parsed.items()):
+        table.add_row(f"parsed {kind}", str(n), "")
+    for label, n in sorted(report.write.nodes_written.items()):
+        table.add_row(f"(:{label})", str(n), str(report.write.nodes_created[label]))
+    for rel, n in sorted(report.write.rels_written.items()):
+        table.add_row(f"[:{rel}]", str(n), str(report.write.rels_created[rel]))
+    table.add_row("Patient records changed", str(len(report.changes)), "")
+    console.print(table)
+    for rel_what, n in report.write.dangling.items():
+        console.print(f"[yellow]  {n} relationships {rel_what} point at nothing[/yellow]")
+    if report.quarantined:
+        console.print(
+            f"[yellow]{report.quarantined} entries quarantined → {report.quarantine_file}[/yellow]"
+        )
+        for reason, n in report.reasons.most_common(10):
+            console.print(f"[yellow]  {n:>6} {reason}[/yellow]")
+    if report.write.nodes_written["Patient"] == 0:
+        console.print(f"[yellow]warning: no {what} accounts were loaded[/yellow]")
+    console.print(
+        f"{report.facts} graph elements in {report.seconds:.1f}s "
+        f"({report.facts / max(report.seconds, 1e-9):,.0f}/s)"
+    )
+    if report.link is not None:
+        _print_link(report.link)
+    return report.ok
+
+
+def _generate_channels(settings: Settings, domains: Path) -> tuple[Path, Path]:
+    """Sample portal accounts and community posts for part of the sample's persons (reused
+    when present: the generators are deterministic per seed)."""
+    from loaders.portal_gen import GROUND_TRUTH_PORTAL, generate_portal
+    from loaders.social_gen import GROUND_TRUTH_SOCIAL, generate_social
+
+    portal_dir, social_dir = domains.parent / "portal", domains.parent / "social"
+    seed = settings.demo.seed
+    if not (portal_dir / GROUND_TRUTH_PORTAL).is_file():
+        p = generate_portal(domains, portal_dir, seed=seed, fraction=0.4)
+        console.print(f"portal: {p.accounts} accounts, {p.entries} entries → {portal_dir}")
+    if not (social_dir / GROUND_TRUTH_SOCIAL).is_file():
+        s = generate_social(domains, social_dir, seed=seed, fraction=0.4)
+        console.print(
+            f"communities: {s.communities}, {s.authors} authors, {s.posts} posts → {social_dir}"
+        )
+    return portal_dir, social_dir
 
 
 # -- serving ----------------------------------------------------------------------------------
@@ -267,8 +554,46 @@ def _load_sample_once(settings: Settings, driver: Driver) -> None:
             f"sample ecosystem already loaded ({present} clinic records); "
             f"reload with `medshadow load fhir {domains_dir}`"
         )
+    else:
+        _load(settings, driver, [domains_dir])
+    _load_sample_channels(settings, driver, domains_dir)
+    _load_sample_iot(settings, driver, domains_dir)
+
+
+def _load_sample_iot(settings: Settings, driver: Driver, domains_dir: Path) -> None:
+    """The sample IoT cloud's export, loaded unless its readings are already in the graph."""
+    from graph.readings import count_series
+    from loaders.readings import domain_uid
+
+    iot_dir = _generate_iot(settings, domains_dir)
+    present = count_series(driver, domain_uid(IOT_VENDOR), database=settings.neo4j.database)
+    if present:
+        console.print(
+            f"IoT readings already loaded ({present} series); "
+            f"reload with `medshadow load readings {iot_dir}`"
+        )
         return
-    _load(settings, driver, [domains_dir])
+    _load_readings(settings, driver, [iot_dir], vendor=IOT_VENDOR)
+
+
+def _load_sample_channels(settings: Settings, driver: Driver, domains_dir: Path) -> None:
+    """The sample's portal accounts and community posts (regenerated and merged: idempotent)."""
+    from app.channels import load_portal, load_social
+
+    portal_dir, social_dir = _generate_channels(settings, domains_dir)
+    quarantine = settings.data_dir / "quarantine"
+    db = settings.neo4j.database
+    index = _index(driver, settings)
+    p = load_portal(driver, [portal_dir], quarantine_dir=quarantine, database=db, index=index)
+    s = load_social(driver, [social_dir], quarantine_dir=quarantine, database=db, index=index)
+    console.print(
+        f"portal and communities: {p.facts + s.facts} graph elements, "
+        f"{sum(p.write.nodes_created.values()) + sum(s.write.nodes_created.values())} new, "
+        f"in {p.seconds + s.seconds:.1f}s"
+    )
+    for report in (p, s):
+        if report.link is not None and report.link.pending:
+            _print_link(report.link)
 
 
 def _serve(
@@ -296,6 +621,61 @@ def demo(
 ) -> None:
     """Generate the sample ecosystem (once), load it (idempotent) and serve API and UI."""
     _serve(_settings(), host=host, port=port, load=True)
+
+
+# -- master patient index ----------------------------------------------------------------------
+
+
+@mpi_app.command("link")
+def mpi_link() -> None:
+    """Link every patient record that has no person yet (loads do this themselves)."""
+    from app.mpi import master_index
+
+    settings = _settings()
+    with connected(settings) as driver, console.status("linking records…"):
+        report = master_index(driver, settings).link_pending()
+    _print_link(report)
+
+
+@mpi_app.command("train")
+def mpi_train(
+    seed: Annotated[int, typer.Option(help="random seed of the estimation")] = 42,
+) -> None:
+    """Retrain the linkage model on the graph's own records and make it current."""
+    from app.mpi import master_index
+
+    settings = _settings()
+    with connected(settings) as driver, console.status("training the linkage model…"):
+        try:
+            model = master_index(driver, settings).train(seed=seed)
+        except ValueError as e:
+            console.print(f"[red]cannot train:[/red] {e} (the current model stays)")
+            raise typer.Exit(1) from e
+    console.print(f"trained on {model.training['records']} records; now the current model")
+    for comparison, levels in model.match_weights().items():
+        console.print(f"  {comparison}: " + ", ".join(f"{k} {v:+.1f}" for k, v in levels.items()))
+
+
+@mpi_app.command("queue")
+def mpi_queue(
+    limit: Annotated[int, typer.Option(help="how many to show")] = 20,
+) -> None:
+    """The data steward's open possible matches, most likely first."""
+    from graph.mpi import review_queue
+
+    settings = _settings()
+    with connected(settings) as driver:
+        items, total = review_queue(driver, status="open", limit=limit)
+    table = Table(title=f"review queue: {total} open")
+    for column in ("candidate", "p", "records"):
+        table.add_column(column)
+    for item in items:
+        records = "\n".join(
+            f"{r['uid']}: {r.get('family')}, {(r.get('given') or [''])[0]} {r.get('birthDate')}"
+            for r in item["records"]
+        )
+        table.add_row(item["uid"], f"{item.get('probability') or 0:.3f}", records)
+    console.print(table)
 
 
 # -- ontology and exports ---------------------------------------------------------------------

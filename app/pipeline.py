@@ -12,8 +12,11 @@ from pathlib import Path
 import orjson
 
 from graph.connection import Driver
+from graph.registry import publish
 from graph.writer import WriteStats, write_batch
 from loaders.fhir import ParsedUnit, Quarantined, discover, parse_unit
+from mpi.service import LinkReport, MasterIndex
+from ontology.model import Label, RelType
 from ontology.records import GraphBatch
 
 
@@ -28,6 +31,12 @@ class LoadReport:
     write: WriteStats = field(default_factory=WriteStats)
     seconds: float = 0.0
     reasons: Counter[str] = field(default_factory=Counter)
+    #: The master patient index run that followed the write (None: linking was off).
+    link: LinkReport | None = None
+    #: Patient record uid -> kinds of data this load created or changed (the change feed).
+    changed: dict[str, set[str]] = field(default_factory=dict)
+    #: Change events appended to the outbox.
+    events: int = 0
 
     @property
     def facts(self) -> int:
@@ -80,12 +89,18 @@ def load_fhir(
     database: str | None = None,
     on_unit: Callable[[ParsedUnit], None] | None = None,
     flush_every: int = 50_000,
+    index: MasterIndex | None = None,
+    link: bool = True,
+    notify: bool = True,
 ) -> LoadReport:
     """Load bundles / NDJSON under ``paths``. Bad resources are quarantined, the rest loads.
 
     Units are parsed one by one and their batches merged until ``flush_every`` graph elements
     are pending, then written in ``batch_size`` chunks: few large transactions instead of one
-    per resource, with bounded memory.
+    per resource, with bounded memory. Then the new Patient records are linked to persons by
+    the master patient index (``index``, or one with default thresholds) unless ``link`` is off,
+    and the records whose data changed are published to the change feed unless ``notify`` is
+    off (a re-load of unchanged data changes nothing and tells no one).
     """
     started = time.perf_counter()
     report = LoadReport()
@@ -97,7 +112,7 @@ def load_fhir(
     def flush() -> None:
         nonlocal pending
         if len(pending):
-            report.write.add(write_batch(driver, pending, batch_size=batch_size, database=database))
+            write_tracked(driver, pending, report, batch_size=batch_size, database=database)
             pending = GraphBatch()
 
     for files in units:
@@ -114,10 +129,73 @@ def load_fhir(
         if len(pending) >= flush_every:
             flush()
     flush()
+    finish_load(
+        driver,
+        report,
+        source=f"load:fhir:{','.join(str(p) for p in paths)}",
+        index=index,
+        link=link,
+        notify=notify,
+        database=database,
+    )
     report.quarantined = quarantine.count
     report.quarantine_file = quarantine.path if quarantine.count else None
     report.seconds = time.perf_counter() - started
     return report
+
+
+def write_tracked(
+    driver: Driver,
+    batch: GraphBatch,
+    report: LoadReport,
+    *,
+    batch_size: int = 5000,
+    database: str | None = None,
+) -> None:
+    """Write ``batch``; note in ``report.changed`` which Patient records got new or changed
+    data of which kinds (unchanged rows are skipped by the writer and not reported)."""
+    owner = _record_of_facts(batch)
+
+    def changed(label: Label, uids: list[str]) -> None:
+        for uid in uids:
+            record = uid if label is Label.PATIENT else owner.get(uid)
+            if record is not None:
+                report.changed.setdefault(record, set()).add(label.value)
+
+    report.write.add(
+        write_batch(driver, batch, batch_size=batch_size, database=database, on_changed=changed)
+    )
+
+
+def finish_load(
+    driver: Driver,
+    report: LoadReport,
+    *,
+    source: str,
+    index: MasterIndex | None = None,
+    link: bool = True,
+    notify: bool = True,
+    database: str | None = None,
+) -> None:
+    """After any load: link its new Patient records to persons, then publish what changed."""
+    if link:
+        report.link = (index or MasterIndex(driver, database=database)).link_pending()
+    if notify and report.changed:
+        events = publish(driver, report.changed, source=source[:500], database=database)
+        report.events = len(events)
+
+
+def _record_of_facts(batch: GraphBatch) -> dict[str, str]:
+    """Fact uid -> uid of the Patient record it is ABOUT (components via their parent)."""
+    owner = {
+        rel.start: rel.end
+        for rel in batch.rel_rows()
+        if rel.type is RelType.ABOUT and rel.end_label is Label.PATIENT
+    }
+    for rel in batch.rel_rows():
+        if rel.type is RelType.HAS_COMPONENT and rel.start in owner:
+            owner.setdefault(rel.end, owner[rel.start])
+    return owner
 
 
 def load_fhir_naive(

@@ -8,13 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from strawberry.asgi import GraphQL
+from strawberry.types.unset import UnsetType
 
 from access.policy import Principal
+from app.ingest import ingest_endpoint
+from app.notify import Notifier
 from app.settings import Settings
 from graph.connection import Driver, open_driver, ping
 from graph.schema import ensure_schema
@@ -36,16 +39,38 @@ class MedshadowGraphQL(GraphQL[Context, None]):
         super().__init__(schema, graphql_ide=None if api.production else "graphiql", **kwargs)
         self.settings = settings
 
-    async def get_context(self, request: Request, response: Any = None) -> Context:  # type: ignore[override]
+    async def get_context(self, request: HTTPConnection, response: Any = None) -> Context:
         driver: Driver = request.app.state.driver
         principal = Principal.from_token(
-            _bearer(request), self.settings.api.tokens, self.settings.api.anonymous_role
+            _bearer(request.headers.get("authorization", "")),
+            self.settings.api.tokens,
+            self.settings.api.anonymous_role,
         )
-        return Context.for_principal(driver, principal, database=self.settings.neo4j.database)
+        return Context.for_principal(
+            driver,
+            principal,
+            database=self.settings.neo4j.database,
+            feed=getattr(request.app.state, "notifier", None),
+        )
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """graphql-transport-ws: a token in the ``connection_init`` payload (``Authorization``,
+        as browsers cannot set websocket headers) replaces the upgrade request's header."""
+        params = {str(k).lower(): v for k, v in (context.connection_params or {}).items()}
+        value = params.get("authorization")
+        if isinstance(value, str):
+            reader = context.access.reader
+            principal = Principal.from_token(
+                _bearer(value), self.settings.api.tokens, self.settings.api.anonymous_role
+            )
+            fresh = Context.for_principal(
+                reader.driver, principal, database=reader.database, feed=context.feed
+            )
+            context.access, context.loaders = fresh.access, fresh.loaders
+        return await super().on_ws_connect(context)
 
 
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
+def _bearer(header: str) -> str | None:
     scheme, _, token = header.partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
@@ -65,9 +90,16 @@ def create_app(settings: Settings, *, driver: Driver | None = None) -> Starlette
         else:
             app.state.driver = driver
         ensure_schema(app.state.driver, database=settings.neo4j.database)
+        notifier = None
+        if settings.notify.enabled:
+            notifier = Notifier(app.state.driver, settings.notify, database=settings.neo4j.database)
+            await notifier.start()
+        app.state.notifier = notifier
         try:
             yield
         finally:
+            if notifier is not None:
+                await notifier.stop()
             if owned:
                 app.state.driver.close()
 
@@ -85,6 +117,8 @@ def create_app(settings: Settings, *, driver: Driver | None = None) -> Starlette
         Route("/", index),
         Route("/health", health),
         Route("/graphql", graphql, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql),  # subscriptions (graphql-transport-ws)
+        Route("/ingest/readings", ingest_endpoint(settings), methods=["POST"]),
         Mount("/ui", StaticFiles(directory=WEB_DIR, html=True), name="ui"),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

@@ -51,10 +51,50 @@ class LoadSettings(BaseModel):
     include_claims: bool = False
 
 
+class NotifySettings(BaseModel):
+    """The change-feed dispatcher of the web process (``app/notify.py``)."""
+
+    enabled: bool = True
+    #: How often the outbox is read when no in-process writer wakes the dispatcher.
+    poll_interval_s: float = 0.5
+    #: Events read per poll; webhook deliveries sent per webhook per round.
+    batch_size: int = 500
+    #: Events a slow subscriber may have queued before it is disconnected (it can resume with
+    #: its last cursor).
+    subscriber_queue: int = 1000
+    #: A gap in the sequence is a transaction still committing; past this it is skipped.
+    gap_grace_s: float = 5.0
+    #: How often events of records linked since are given their Person.
+    attach_interval_s: float = 5.0
+    webhook_timeout_s: float = 10.0
+    webhook_concurrency: int = 8
+    #: How long a dispatcher keeps a webhook to itself (replicas of the app take turns); at
+    #: least three request timeouts.
+    webhook_lease_s: float = 60.0
+    #: Retry delay: min(cap, base * 2**(attempt-1)), then up to ``jitter`` of it taken off.
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 300.0
+    backoff_jitter: float = 0.5
+    #: How old a signed timestamp a receiver accepts (``verify_signature``).
+    signature_tolerance_s: float = 300.0
+
+
+class MpiSettings(BaseModel):
+    """The master patient index: match probabilities that link automatically / need review."""
+
+    auto_threshold: float = Field(default=0.99, ge=0.0, le=1.0)
+    review_threshold: float = Field(default=0.1, ge=0.0, le=1.0)
+    #: Link records to persons right after each load (off: run ``medshadow mpi link``).
+    link_on_load: bool = True
+
+
 class DemoSettings(BaseModel):
     population: int = 40
     seed: int = 2026
     reference_date: str = "20260101"
+    #: Perturb each clinic's copy of the demographics (typos, maiden names, missing national
+    #: ids, moves, twins) so the master patient index has real work to do.
+    perturb: bool = True
 
 
 class Settings(BaseSettings):
@@ -69,3 +109,5 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     load: LoadSettings = Field(default_factory=LoadSettings)
     demo: DemoSettings = Field(default_factory=DemoSettings)
+    mpi: MpiSettings = Field(default_factory=MpiSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)

@@ -79,13 +79,19 @@ PERSONS_SEARCH_COUNT = (
     "CALL db.index.fulltext.queryNodes('person_search', $lucene) YIELD node RETURN count(node) AS n"
 )
 
+# Per record: its domain, how it is linked, and the operational data store's registry — each
+# kind of fact it holds with count and newest date, and when each kind was last written.
 RECORDS_OF_PERSONS = """
 UNWIND $uids AS uid
-MATCH (:Person {uid: uid})<-[:RECORD_OF]-(r:Patient)-[:IN_DOMAIN]->(d:Domain)
+MATCH (:Person {uid: uid})<-[l:RECORD_OF]-(r:Patient)-[:IN_DOMAIN]->(d:Domain)
 OPTIONAL MATCH (r)<-[:ABOUT]-(f)
-WITH uid, r, d, count(f) AS facts, max(f.date) AS lastDate
-RETURN uid, r { .uid, .recordId, .mrn, .identifiers, .name } AS record,
-       d { .uid, .name, .kind } AS domain, facts, lastDate
+WITH uid, l, r, d, labels(f)[0] AS kind, count(f) AS n, max(f.date) AS last
+WITH uid, l, r, d, sum(n) AS facts, max(last) AS lastDate,
+     collect(CASE WHEN kind IS NULL THEN NULL ELSE {kind: kind, count: n, lastDate: last} END)
+       AS kinds
+RETURN uid, r { .uid, .recordId, .mrn, .identifiers, .name, .updatedAt, .updatedKinds,
+                .updatedTimes } AS record,
+       d { .uid, .name, .kind } AS domain, facts, lastDate, kinds, properties(l) AS link
 ORDER BY d.name
 """
 

@@ -18,9 +18,18 @@ def schema_statements() -> list[str]:
         "CREATE INDEX person_national_id IF NOT EXISTS FOR (n:Person) ON (n.nationalId)",
         "CREATE INDEX concept_code IF NOT EXISTS FOR (n:Concept) ON (n.code)",
         "CREATE INDEX observation_date IF NOT EXISTS FOR (n:Observation) ON (n.date)",
+        # a series' readings in a time range: an index range scan (graph/readings.py)
+        "CREATE INDEX reading_bucket_series_start IF NOT EXISTS "
+        "FOR (n:ReadingBucket) ON (n.series, n.start)",
         "CREATE FULLTEXT INDEX person_search IF NOT EXISTS "
         "FOR (n:Person) ON EACH [n.name, n.family, n.nationalId]",
         "CREATE FULLTEXT INDEX concept_search IF NOT EXISTS FOR (n:Concept) ON EACH [n.display]",
+        # change feed (graph/outbox.py): events by cursor, the webhook delivery queues
+        "CREATE INDEX change_event_seq IF NOT EXISTS FOR (n:ChangeEvent) ON (n.seq)",
+        "CREATE INDEX change_event_unlinked IF NOT EXISTS FOR (n:ChangeEvent) ON (n.unlinked)",
+        "CREATE INDEX webhook_delivery_status IF NOT EXISTS FOR (n:WebhookDelivery) ON (n.status)",
+        "CREATE INDEX webhook_delivery_queue IF NOT EXISTS "
+        "FOR (n:WebhookDelivery) ON (n.webhookUid, n.seq)",
     ]
     return statements
 

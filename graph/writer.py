@@ -2,18 +2,23 @@
 
 Labels and relationship types are interpolated only from the ontology's enums (the one place
 Cypher is built from names); every value travels as a parameter. ``MERGE`` on the unique
-``uid`` makes re-loading idempotent. Relationships whose end is missing are counted as
-``dangling`` rather than silently dropped.
+``uid`` makes re-loading idempotent. Each node row carries a hash of its properties: a node
+whose stored hash matches is left alone, so a re-load of unchanged data writes (almost)
+nothing and the writer can say exactly which nodes a load created or changed — the change
+feed's input. Relationships whose end is missing are counted as ``dangling`` rather than
+silently dropped.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import neo4j
+import orjson
 
 from ontology.model import Label, RelType
 from ontology.records import GraphBatch, NodeRow, RelRow
@@ -23,6 +28,8 @@ from ontology.records import GraphBatch, NodeRow, RelRow
 class WriteStats:
     nodes_created: Counter[str] = field(default_factory=Counter)
     nodes_written: Counter[str] = field(default_factory=Counter)
+    #: Nodes created or whose properties changed (the rest matched their stored hash).
+    nodes_changed: Counter[str] = field(default_factory=Counter)
     rels_created: Counter[str] = field(default_factory=Counter)
     rels_written: Counter[str] = field(default_factory=Counter)
     dangling: Counter[str] = field(default_factory=Counter)
@@ -31,6 +38,7 @@ class WriteStats:
     def add(self, other: WriteStats) -> None:
         self.nodes_created.update(other.nodes_created)
         self.nodes_written.update(other.nodes_written)
+        self.nodes_changed.update(other.nodes_changed)
         self.rels_created.update(other.rels_created)
         self.rels_written.update(other.rels_written)
         self.dangling.update(other.dangling)
@@ -39,8 +47,17 @@ class WriteStats:
 
 def merge_nodes_query(label: Label) -> str:
     return (
-        f"UNWIND $rows AS row MERGE (n:`{Label(label).value}` {{uid: row.uid}}) SET n += row.props"
+        f"UNWIND $rows AS row MERGE (n:`{Label(label).value}` {{uid: row.uid}}) "
+        "WITH n, row WHERE n.contentHash IS NULL OR n.contentHash <> row.hash "
+        "SET n += row.props, n.contentHash = row.hash "
+        "RETURN collect(n.uid) AS changed"
     )
+
+
+def content_hash(props: Any) -> str:
+    """A short digest of a node's properties (key order does not matter)."""
+    raw = orjson.dumps(props, option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.blake2b(raw, digest_size=12).hexdigest()
 
 
 def merge_rels_query(rel_type: RelType, start: Label, end: Label) -> str:
@@ -60,8 +77,12 @@ def write_batch(
     batch_size: int = 5000,
     database: str | None = None,
     progress: Callable[[int], None] | None = None,
+    on_changed: Callable[[Label, list[str]], None] | None = None,
 ) -> WriteStats:
-    """Write all nodes (grouped per label), then all relationships (per type and end labels)."""
+    """Write all nodes (grouped per label), then all relationships (per type and end labels).
+
+    ``on_changed`` hears, per chunk, the uids of the nodes that were created or changed.
+    """
     stats = WriteStats()
     by_label: dict[Label, list[NodeRow]] = defaultdict(list)
     for node in batch.node_rows():
@@ -74,10 +95,16 @@ def write_batch(
         for label, nodes in by_label.items():
             query = merge_nodes_query(label)
             for chunk in _chunks(nodes, batch_size):
-                rows = [{"uid": n.uid, "props": dict(n.props)} for n in chunk]
-                summary = session.execute_write(_run, query, rows)
-                stats.nodes_created[label.value] += summary[1]
+                rows = [
+                    {"uid": n.uid, "props": dict(n.props), "hash": content_hash(n.props)}
+                    for n in chunk
+                ]
+                changed, created = session.execute_write(_run_nodes, query, rows)
+                stats.nodes_created[label.value] += created
                 stats.nodes_written[label.value] += len(rows)
+                stats.nodes_changed[label.value] += len(changed)
+                if on_changed and changed:
+                    on_changed(label, changed)
                 stats.transactions += 1
                 if progress:
                     progress(len(rows))
@@ -96,6 +123,15 @@ def write_batch(
                 if progress:
                     progress(len(rows))
     return stats
+
+
+def _run_nodes(
+    tx: neo4j.ManagedTransaction, query: str, rows: list[dict[str, Any]]
+) -> tuple[list[str], int]:
+    result = tx.run(query, rows=rows)
+    record = result.single()
+    created = result.consume().counters.nodes_created
+    return (list(record["changed"]) if record is not None else []), created
 
 
 def _run(tx: neo4j.ManagedTransaction, query: str, rows: list[dict[str, Any]]) -> tuple[int, int]:

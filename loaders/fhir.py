@@ -418,8 +418,10 @@ def _practitioner_role(b: _Builder, r: Resource) -> None:
 
 
 def _patient(b: _Builder, r: Resource) -> None:
-    name = _first(r.get("name"))
-    national_id = _identifier(r, SSN_SYSTEM)
+    birth = _parse_date(r.get("birthDate"), "birthDate")
+    if birth is None:
+        raise QuarantineReason("missing required field 'birthDate'")
+    uid = b.uid("Patient", r["id"])
     mrn = next(
         (
             i.get("value")
@@ -428,47 +430,54 @@ def _patient(b: _Builder, r: Resource) -> None:
         ),
         None,
     )
-    birth = _parse_date(r.get("birthDate"), "birthDate")
-    if birth is None:
-        raise QuarantineReason("missing required field 'birthDate'")
-    addr = _first(r.get("address"))
-    uid = b.uid("Patient", r["id"])
     props = {
         "recordId": r["id"],
         "sourceDomain": b.domain,
-        "name": _human_name(r),
-        "family": name.get("family"),
-        "given": list(name.get("given") or []),
-        "gender": r.get("gender"),
+        **patient_demographics(r),
         "birthDate": birth,
         "deceased": _parse_datetime(r.get("deceasedDateTime"), "deceasedDateTime"),
-        "nationalId": national_id,
         "mrn": mrn,
         "identifiers": [
             f"{i.get('system', '')}|{i.get('value', '')}"
             for i in r.get("identifier") or []
             if i.get("value")
         ],
-        "city": addr.get("city"),
-        "state": addr.get("state"),
     }
+    # No Person here: the master patient index links records to persons after the load.
     b.batch.node(Label.PATIENT, uid, props)
     b.batch.rel(RelType.IN_DOMAIN, (Label.PATIENT, uid), (Label.DOMAIN, b.domain))
-    # Until the master patient index exists, the national id is the one trusted link.
-    person = f"nid:{national_id}" if national_id else f"rec:{uid}"
-    b.batch.node(
-        Label.PERSON,
-        person,
-        {
-            "name": props["name"],
-            "family": props["family"],
-            "given": props["given"],
-            "gender": props["gender"],
-            "birthDate": birth,
-            "nationalId": national_id,
-        },
-    )
-    b.batch.rel(RelType.RECORD_OF, (Label.PATIENT, uid), (Label.PERSON, person))
+
+
+def patient_demographics(r: Resource) -> dict[str, Any]:
+    """The demographic properties record linkage compares, from a FHIR Patient as entered.
+
+    The current name is the first one not marked ``maiden``/``old``; family names of those
+    are kept as ``otherFamily`` (a maiden name links a married woman's records).
+    """
+    names = [n for n in r.get("name") or [] if isinstance(n, dict)]
+    current = next((n for n in names if n.get("use") not in ("maiden", "old")), _first(names))
+    others = [
+        n["family"]
+        for n in names
+        if n is not current and isinstance(n.get("family"), str) and n["family"]
+    ]
+    addr = _first(r.get("address"))
+    telecom = [t for t in r.get("telecom") or [] if isinstance(t, dict)]
+    return {
+        "name": _human_name({"name": [current]}),
+        "family": current.get("family"),
+        "given": list(current.get("given") or []),
+        "otherFamily": others,
+        "gender": r.get("gender"),
+        "birthDate": r.get("birthDate"),
+        "nationalId": _identifier(r, SSN_SYSTEM),
+        "addressLine": next(iter(addr.get("line") or []), None),
+        "postalCode": addr.get("postalCode"),
+        "city": addr.get("city"),
+        "state": addr.get("state"),
+        "phone": next((t.get("value") for t in telecom if t.get("system") == "phone"), None),
+        "email": next((t.get("value") for t in telecom if t.get("system") == "email"), None),
+    }
 
 
 def _encounter(b: _Builder, r: Resource) -> None:

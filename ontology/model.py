@@ -46,6 +46,7 @@ class Label(StrEnum):
     READING_BUCKET = "ReadingBucket"
     PREFERENCE = "Preference"
     CHANGE_EVENT = "ChangeEvent"
+    CHANGE_FEED = "ChangeFeed"  # the outbox head: its lock numbers ChangeEvents in commit order
     WEBHOOK = "Webhook"
     WEBHOOK_DELIVERY = "WebhookDelivery"
 
@@ -108,6 +109,7 @@ FACT_LABELS: frozenset[Label] = frozenset(
         Label.DOCUMENT,
         Label.DEVICE,
         Label.CARE_PLAN,
+        Label.PREFERENCE,
     }
 )
 

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import strawberry
 from strawberry.dataloader import DataLoader
 
+from access.changes import ChangeFeed
 from access.policy import Principal, RecordAccess
 from graph.connection import Driver
 from graph.reader import ALL_FACTS, FactFilter
@@ -74,14 +75,23 @@ class Loaders:
 class Context:
     access: RecordAccess
     loaders: Loaders
+    #: The process's live change stream (subscriptions); None outside the web server.
+    feed: ChangeFeed | None = None
+    #: The ``connection_init`` payload of a websocket (graphql-transport-ws sets it).
+    connection_params: dict[str, Any] | None = None
 
     @classmethod
     def for_principal(
-        cls, driver: Driver, principal: Principal, *, database: str | None = None
+        cls,
+        driver: Driver,
+        principal: Principal,
+        *,
+        database: str | None = None,
+        feed: ChangeFeed | None = None,
     ) -> Context:
         """A fresh request context: its own round-trip counter and DataLoader caches."""
         access = RecordAccess.for_driver(driver, principal, database=database)
-        return cls(access=access, loaders=Loaders(access))
+        return cls(access=access, loaders=Loaders(access), feed=feed)
 
 
 Info = strawberry.Info[Context, None]

@@ -21,7 +21,9 @@ from strawberry.extensions import (
 )
 from strawberry.tools import merge_types
 
+from access.changes import ChangeFeedError
 from access.policy import AccessDeniedError
+from resolvers import changes, mpi, portal, readings
 from resolvers.context import Info, in_thread
 from resolvers.types import (
     AccessDenied,
@@ -37,7 +39,7 @@ from resolvers.types import (
 )
 
 #: Exceptions whose message is safe to show: they describe the request, never patient data.
-_EXPECTED = (AccessDeniedError, ValueError)
+_EXPECTED = (AccessDeniedError, ValueError, ChangeFeedError)
 
 
 def _should_mask(error: GraphQLError) -> bool:
@@ -87,9 +89,14 @@ class PatientQuery:
 
 
 #: The root types' parts, one class per module; a module adds its classes here.
-QUERIES: tuple[type, ...] = (PatientQuery,)
-MUTATIONS: tuple[type, ...] = ()
-SUBSCRIPTIONS: tuple[type, ...] = ()
+QUERIES: tuple[type, ...] = (PatientQuery, mpi.IdentityQuery, *changes.QUERIES)
+MUTATIONS: tuple[type, ...] = (
+    mpi.IdentityMutation,
+    *portal.MUTATIONS,
+    *changes.MUTATIONS,
+    *readings.MUTATIONS,
+)
+SUBSCRIPTIONS: tuple[type, ...] = (*changes.SUBSCRIPTIONS,)
 
 
 def build_schema(

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from datetime import date, datetime
-from typing import Annotated, Any, Generic, TypeVar
+from enum import Enum
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 
 import strawberry
 
 from graph.reader import ALL_FACTS, FactFilter
 from ontology.model import Label
 from resolvers.context import Info
+
+if TYPE_CHECKING:
+    from resolvers.readings import DeviceReading, ReadingSeries, TrendPoint
 
 T = TypeVar("T")
 
@@ -42,15 +47,62 @@ class Identifier:
     value: str
 
 
+@strawberry.type(description="How one comparison of a scored record pair came out.")
+class MatchEvidence:
+    comparison: str = strawberry.field(description="e.g. family, birth_date, national_id, rule")
+    level: str = strawberry.field(description="e.g. exact, jaro_winkler>=0.92, null")
+
+
+def match_evidence(value: Any) -> list[MatchEvidence]:
+    """Evidence as stored (JSON text) or as a dict, sorted by comparison."""
+    items = json.loads(value) if isinstance(value, str) else dict(value or {})
+    return [MatchEvidence(comparison=k, level=str(v)) for k, v in sorted(items.items())]
+
+
+@strawberry.type(description="How the master patient index linked a domain record to the person.")
+class RecordLink:
+    method: str = strawberry.field(
+        description="rule | probabilistic (automatic), singleton, merge, steward"
+    )
+    probability: float | None
+    weight: float | None
+    evidence: list[MatchEvidence]
+    linked_at: datetime | None
+    linked_by: str | None
+
+
+@strawberry.type(description="One kind of data a domain holds on the patient (registry entry).")
+class DomainDataKind:
+    kind: str = strawberry.field(description="Ontology class of the facts, e.g. Observation.")
+    count: int
+    latest: datetime | None = strawberry.field(description="Date of the newest fact.")
+    updated_at: datetime | None = strawberry.field(
+        description="When the domain last wrote this kind of data into medshadow."
+    )
+
+
 @strawberry.type(description="A domain that holds data about this patient, with its local record.")
 class PatientDomain:
     id: strawberry.ID
     name: str
     kind: str
+    record: strawberry.ID = strawberry.field(description="The domain record's graph id.")
     record_id: str
     mrn: str | None
     facts: int
-    last_updated: datetime | None
+    last_updated: datetime | None = strawberry.field(description="Date of the newest fact.")
+    updated_at: datetime | None = strawberry.field(
+        description="When the domain last wrote data on this record into medshadow."
+    )
+    kinds: list[DomainDataKind]
+    link: RecordLink | None
+
+
+@strawberry.enum(description="Width of one trend point; weeks start on Monday, all in UTC.")
+class TrendInterval(Enum):
+    HOUR = "HOUR"
+    DAY = "DAY"
+    WEEK = "WEEK"
 
 
 @strawberry.type
@@ -91,6 +143,9 @@ class Fact:
     code: Code | None = strawberry.field(description="The primary code (first coding).")
     codes: list[Code]
     source: Source
+    patient_reported: bool = strawberry.field(
+        default=False, description="Entered by the patient (portal, community), not a clinician."
+    )
 
 
 @strawberry.type
@@ -149,6 +204,27 @@ class DiagnosticReport(Fact):
 class Document(Fact):
     content_type: str | None
     text: str | None
+    kind: str = strawberry.field(description="note (clinical), post or message (community).")
+    community: str | None
+    thread: str | None
+    in_reply_to: str | None = strawberry.field(description="Id of the post this one answers.")
+    author: str | None = strawberry.field(description="The author's handle in the community.")
+
+
+@strawberry.type(description="A medication the patient says they take (or stopped taking).")
+class MedicationStatement(Fact):
+    display: str | None
+    dose: str | None
+    frequency: str | None
+    taking: bool | None
+    since: date | None
+    note: str | None
+
+
+@strawberry.type(description="A preference the patient stated (language, contact channel, ...).")
+class Preference(Fact):
+    key: str
+    value: str
 
 
 @strawberry.type
@@ -176,6 +252,8 @@ _FACT_TYPES: dict[Label, type[Fact]] = {
     Label.CONDITION: Condition,
     Label.OBSERVATION: Observation,
     Label.MEDICATION_REQUEST: Medication,
+    Label.MEDICATION_STATEMENT: MedicationStatement,
+    Label.PREFERENCE: Preference,
     Label.ENCOUNTER: Encounter,
     Label.ALLERGY_INTOLERANCE: Allergy,
     Label.PROCEDURE: Procedure,
@@ -206,7 +284,23 @@ _EXTRA_FIELDS: dict[Label, dict[str, str]] = {
         "clinical_status": "clinicalStatus",
     },
     Label.DIAGNOSTIC_REPORT: {"category": "category"},
-    Label.DOCUMENT: {"content_type": "contentType", "text": "text"},
+    Label.DOCUMENT: {
+        "content_type": "contentType",
+        "text": "text",
+        "community": "community",
+        "thread": "thread",
+        "in_reply_to": "inReplyTo",
+        "author": "author",
+    },
+    Label.MEDICATION_STATEMENT: {
+        "display": "display",
+        "dose": "dose",
+        "frequency": "frequency",
+        "taking": "taking",
+        "since": "since",
+        "note": "note",
+    },
+    Label.PREFERENCE: {"key": "key", "value": "value"},
     Label.DEVICE: {"udi": "udi", "name": "name"},
     Label.CARE_PLAN: {"end": "end"},
 }
@@ -240,6 +334,7 @@ def fact_from_row(label: Label, row: dict[str, Any]) -> Fact:
         "code": codes[0] if codes else None,
         "codes": codes,
         "source": _source(fact, row["domain"]),
+        "patient_reported": bool(fact.get("patientReported")),
     }
     for attr, prop in _EXTRA_FIELDS.get(label, {}).items():
         kwargs[attr] = _dt(fact.get(prop))
@@ -257,6 +352,8 @@ def fact_from_row(label: Label, row: dict[str, Any]) -> Fact:
         kwargs["category"] = list(fact.get("category") or [])
     elif label is Label.CARE_PLAN:
         kwargs["activities"] = list(fact.get("activities") or [])
+    elif label is Label.DOCUMENT:
+        kwargs["kind"] = fact.get("documentKind") or "note"
     return _FACT_TYPES[label](**kwargs)
 
 
@@ -321,18 +418,7 @@ class Patient:
     @strawberry.field(description="Which domains hold data on this patient, with their records.")
     async def domains(self, info: Info) -> list[PatientDomain]:
         rows = await info.context.loaders.records().load(str(self.id))
-        return [
-            PatientDomain(
-                id=strawberry.ID(r["domain"]["uid"]),
-                name=r["domain"]["name"],
-                kind=r["domain"]["kind"],
-                record_id=r["record"]["recordId"],
-                mrn=r["record"].get("mrn"),
-                facts=r["facts"],
-                last_updated=_dt(r["lastDate"]),
-            )
-            for r in rows
-        ]
+        return [_patient_domain(r) for r in rows]
 
     @strawberry.field(description="Identifiers of this patient in every domain.")
     async def identifiers(self, info: Info) -> list[Identifier]:
@@ -382,6 +468,14 @@ class Patient:
     @strawberry.field
     async def documents(self, info: Info) -> list[Document]:
         return await self._facts(info, Label.DOCUMENT)  # type: ignore[return-value]
+
+    @strawberry.field(description="Medications the patient reports taking or having stopped.")
+    async def medication_statements(self, info: Info) -> list[MedicationStatement]:
+        return await self._facts(info, Label.MEDICATION_STATEMENT)  # type: ignore[return-value]
+
+    @strawberry.field(description="Preferences the patient stated in a portal.")
+    async def preferences(self, info: Info) -> list[Preference]:
+        return await self._facts(info, Label.PREFERENCE)  # type: ignore[return-value]
 
     @strawberry.field
     async def devices(self, info: Info) -> list[Device]:
@@ -472,6 +566,82 @@ class Patient:
                 has_next_page=len(rows) > first, end_cursor=edges[-1].cursor if edges else None
             ),
         )
+
+    @strawberry.field(description="Device reading series (wearables, home monitors) per metric.")
+    async def reading_series(
+        self, info: Info, metric: str | None = None
+    ) -> list[Annotated[ReadingSeries, strawberry.lazy("resolvers.readings")]]:
+        from resolvers import readings
+
+        return await readings.reading_series(info, str(self.id), metric)
+
+    @strawberry.field(
+        description="A metric's readings aggregated per hour, day or week (UTC), from every "
+        "device; periods without readings are left out."
+    )
+    async def reading_trend(
+        self,
+        info: Info,
+        metric: str,
+        since: datetime,
+        every: TrendInterval,
+        until: datetime | None = None,
+    ) -> list[Annotated[TrendPoint, strawberry.lazy("resolvers.readings")]]:
+        from resolvers import readings
+
+        return await readings.reading_trend(info, str(self.id), metric, since, until, every)
+
+    @strawberry.field(description="A metric's raw readings in [since, until), oldest first.")
+    async def readings(
+        self,
+        info: Info,
+        metric: str,
+        since: datetime,
+        until: datetime | None = None,
+        first: Annotated[int, strawberry.argument(description="page size, 1-5000")] = 1000,
+        after: str | None = None,
+    ) -> Connection[Annotated[DeviceReading, strawberry.lazy("resolvers.readings")]]:
+        from resolvers import readings
+
+        return await readings.readings_window(
+            info, str(self.id), metric, since, until, first, after
+        )
+
+
+def _patient_domain(r: dict[str, Any]) -> PatientDomain:
+    record, link = r["record"], r.get("link")
+    kinds, times = record.get("updatedKinds") or [], record.get("updatedTimes") or []
+    updated = dict(zip(kinds, times, strict=False))
+    return PatientDomain(
+        id=strawberry.ID(r["domain"]["uid"]),
+        name=r["domain"]["name"],
+        kind=r["domain"]["kind"],
+        record=strawberry.ID(record["uid"]),
+        record_id=record["recordId"],
+        mrn=record.get("mrn"),
+        facts=r["facts"],
+        last_updated=_dt(r["lastDate"]),
+        updated_at=_dt(record.get("updatedAt")),
+        kinds=[
+            DomainDataKind(
+                kind=k["kind"],
+                count=k["count"],
+                latest=_dt(k["lastDate"]),
+                updated_at=_dt(updated.get(k["kind"])),
+            )
+            for k in sorted(r.get("kinds") or [], key=lambda k: k["kind"])
+        ],
+        link=RecordLink(
+            method=link.get("method", "unknown"),
+            probability=link.get("probability"),
+            weight=link.get("weight"),
+            evidence=match_evidence(link.get("evidence")),
+            linked_at=_dt(link.get("linkedAt")),
+            linked_by=link.get("linkedBy"),
+        )
+        if link
+        else None,
+    )
 
 
 def _page_size(first: int) -> int:

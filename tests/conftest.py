@@ -25,7 +25,13 @@ SAMPLE_POPULATION = 12
 SAMPLE_SEED = 7
 SAMPLE_DIR = REPO_ROOT / ".medshadow" / "test-sample" / f"p{SAMPLE_POPULATION}-s{SAMPLE_SEED}"
 
-_FOLDER_MARKERS = {"graph": "graph", "resolvers": "graph", "app": "graph", "web": "browser"}
+_FOLDER_MARKERS = {
+    "graph": "graph",
+    "resolvers": "graph",
+    "app": "graph",
+    "mpi": "graph",
+    "web": "browser",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -110,7 +116,12 @@ def scratch_dir(tmp_path: Path, driver: neo4j.Driver) -> Iterator[Path]:
     folder = tmp_path / name
     folder.mkdir()
     yield folder
-    domain = f"mis:{name}"
-    driver.execute_query("MATCH (n) WHERE n.sourceDomain = $d DETACH DELETE n", d=domain)
-    driver.execute_query("MATCH (n:Domain {uid: $d}) DETACH DELETE n", d=domain)
+    purge_domains(driver, f"mis:{name}")
+
+
+def purge_domains(driver: neo4j.Driver, *domains: str) -> None:
+    """Remove what tests loaded into these domains: facts, records, the Domain nodes, and the
+    persons the master patient index made that no record holds any more."""
+    driver.execute_query("MATCH (n) WHERE n.sourceDomain IN $d DETACH DELETE n", d=list(domains))
+    driver.execute_query("MATCH (n:Domain) WHERE n.uid IN $d DETACH DELETE n", d=list(domains))
     driver.execute_query("MATCH (p:Person) WHERE NOT (p)<-[:RECORD_OF]-() DETACH DELETE p")

@@ -210,9 +210,9 @@ def test_bad_resources_are_quarantined_and_good_ones_load(
     assert (
         _one(
             driver,
-            "MATCH (c:Condition {recordId: 'qc-good'})-[:ABOUT]->(:Patient)-[:RECORD_OF]->(p:Person) RETURN p.uid",
+            "MATCH (c:Condition {recordId: 'qc-good'})-[:ABOUT]->(:Patient)-[:RECORD_OF]->(p:Person) RETURN p.nationalId",
         )
-        == "nid:999-00-0001"
+        == "999-00-0001"
     )
     assert (
         _one(

@@ -1,0 +1,1 @@
+"""The master patient index service: the record-linkage engine of ``identity/`` on the graph."""

@@ -1,0 +1,264 @@
+"""The master patient index on the real graph: batch and incremental linking, the steward's
+decisions and ``$match``, scored against the generator's ground truth."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import neo4j
+import orjson
+import pytest
+
+from app.pipeline import LoadReport, load_fhir
+from graph import mpi as g
+from identity.model import DemographicRecord
+from loaders.perturb import PERTURBATION_TRUTH_NAME, perturb_domains
+from loaders.synthea import GROUND_TRUTH_NAME
+from mpi.service import LinkReport, MasterIndex, MatchError
+from tests.mpi.conftest import PREFIX, purge
+
+
+@dataclass
+class Perturbed:
+    report: LinkReport
+    #: perturbed record uid -> true person (the split's patient id)
+    truth: dict[str, str]
+    #: true person -> uid of the Person the unperturbed sample records belong to
+    sample_person: dict[str, str]
+
+
+def _sample_person_of_truth(driver: neo4j.Driver, sample_domains: Path) -> dict[str, str]:
+    truth = orjson.loads((sample_domains / GROUND_TRUTH_NAME).read_bytes())
+    out: dict[str, str] = {}
+    for person, records in truth.items():
+        uid = f"mis:{records[0]['org_key']}/Patient/{records[0]['local_patient_id']}"
+        rows, _, _ = driver.execute_query(
+            "MATCH (:Patient {uid: $uid})-[:RECORD_OF]->(p:Person) RETURN p.uid AS p", uid=uid
+        )
+        out[person] = rows[0]["p"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def perturbed(
+    driver: neo4j.Driver,
+    loaded_sample: LoadReport,
+    sample_domains: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Perturbed]:
+    """The sample's clinic records again, perturbed like real registries and loaded as other
+    domains (``mis:mpi-<org>``) after the sample: the incremental path must put each onto the
+    person the sample already has for that human."""
+    split = tmp_path_factory.mktemp("perturbed") / "domains"
+    shutil.copytree(sample_domains, split)
+    perturb_domains(split, seed=11)
+    quarantine = tmp_path_factory.mktemp("quarantine")
+    for folder in sorted(p for p in split.iterdir() if p.is_dir()):
+        report = load_fhir(
+            driver,
+            [folder],
+            domain=f"{PREFIX}{folder.name}",
+            quarantine_dir=quarantine,
+            link=False,
+        )
+        assert report.ok
+    link = MasterIndex(driver).link_pending()
+    doc = orjson.loads((split / PERTURBATION_TRUTH_NAME).read_bytes())
+    truth = {
+        f"{PREFIX}{key.split('/')[0]}/Patient/{key.split('/')[1]}": value["person"]
+        for key, value in doc.items()
+    }
+    yield Perturbed(link, truth, _sample_person_of_truth(driver, sample_domains))
+    purge(driver)
+
+
+def _person_of(driver: neo4j.Driver, uids: list[str]) -> dict[str, str]:
+    rows, _, _ = driver.execute_query(
+        "UNWIND $uids AS uid MATCH (:Patient {uid: uid})-[:RECORD_OF]->(p:Person) "
+        "RETURN uid, p.uid AS person",
+        uids=uids,
+    )
+    return {r["uid"]: r["person"] for r in rows}
+
+
+def test_sample_records_become_one_person_per_human(
+    driver: neo4j.Driver, loaded_sample: LoadReport, sample_domains: Path
+) -> None:
+    truth = orjson.loads((sample_domains / GROUND_TRUTH_NAME).read_bytes())
+    uids = {
+        f"mis:{r['org_key']}/Patient/{r['local_patient_id']}": person
+        for person, records in truth.items()
+        for r in records
+    }
+    person_of = _person_of(driver, list(uids))
+    assert set(person_of) == set(uids)  # every record linked, exactly once (one row each)
+    humans: dict[str, set[str]] = {}
+    for record, human in uids.items():
+        humans.setdefault(human, set()).add(person_of[record])
+    assert all(len(persons) == 1 for persons in humans.values())
+    assert len({next(iter(p)) for p in humans.values()}) == len(humans)
+
+
+def test_links_carry_method_weight_and_evidence(
+    driver: neo4j.Driver, loaded_sample: LoadReport
+) -> None:
+    rows, _, _ = driver.execute_query(
+        "MATCH (r:Patient)-[l:RECORD_OF]->(p:Person) WHERE r.sourceDomain STARTS WITH 'mis:' "
+        "AND NOT r.sourceDomain STARTS WITH $p RETURN l {.*} AS link",
+        p=PREFIX,
+    )
+    methods = {r["link"]["method"] for r in rows}
+    assert methods <= {"rule", "probabilistic", "singleton", "steward", "merge"}
+    assert "rule" in methods  # the sample's clinic records share national ids
+    for row in rows:
+        link = row["link"]
+        assert link["linkedAt"] is not None
+        if link["method"] in {"rule", "probabilistic"}:
+            assert link["probability"] >= 0.99
+            evidence = json.loads(link["evidence"])
+            assert {"national_id", "family", "birth_date"} <= set(evidence)
+
+
+def test_perturbed_records_join_the_existing_person(
+    driver: neo4j.Driver, perturbed: Perturbed
+) -> None:
+    report, truth = perturbed.report, perturbed.truth
+    assert report.pending == len(truth)
+    assert report.existing_compared > 0  # scored against the graph, not only among themselves
+    person_of = _person_of(driver, list(truth))
+    assert set(person_of) == set(truth)
+    right = sum(1 for r, h in truth.items() if person_of[r] == perturbed.sample_person[h])
+    wrong = [
+        r
+        for r, h in truth.items()
+        if person_of[r] in perturbed.sample_person.values()
+        and person_of[r] != perturbed.sample_person[h]
+    ]
+    assert wrong == []  # never onto another human
+    assert right / len(truth) >= 0.9, (right, len(truth))
+
+
+def test_relinking_and_reloading_change_nothing(driver: neo4j.Driver, perturbed: Perturbed) -> None:
+    before, _, _ = driver.execute_query(
+        "MATCH (p:Person) RETURN count(p) AS persons, COUNT { ()-[:RECORD_OF]->() } AS links"
+    )
+    again = MasterIndex(driver).link_pending()
+    assert again.pending == 0
+    after, _, _ = driver.execute_query(
+        "MATCH (p:Person) RETURN count(p) AS persons, COUNT { ()-[:RECORD_OF]->() } AS links"
+    )
+    assert after[0].data() == before[0].data()
+
+
+def test_match_patient_finds_the_person_from_partial_demographics(
+    driver: neo4j.Driver, perturbed: Perturbed
+) -> None:
+    rows, _, _ = driver.execute_query(
+        "MATCH (r:Patient)-[:RECORD_OF]->(p:Person) WHERE r.sourceDomain STARTS WITH $p "
+        "AND r.family IS NOT NULL AND r.nationalId IS NULL "
+        "RETURN r {.*} AS r, p.uid AS person ORDER BY r.uid LIMIT 1",
+        p=PREFIX,
+    )
+    record, person = rows[0]["r"], rows[0]["person"]
+    query = DemographicRecord(
+        record_id="q",
+        domain="q",
+        family=record["family"],
+        given=record["given"][0],
+        birth_date=record["birthDate"].to_native(),
+        gender=None,
+        national_id=None,
+        postal_code=None,
+        city=None,
+        address_line=None,
+        phone=None,
+    )
+    found = MasterIndex(driver).match(query, limit=5)
+    assert found, "no candidates"
+    assert found[0].person == person
+    assert found[0].grade in {"certain", "probable"}
+    assert len({c.person for c in found}) == len(found)  # one answer per person
+    assert (
+        MasterIndex(driver).match(
+            DemographicRecord(
+                "q", "q", "Zzyzx", "Qwerty", date(1900, 1, 1), None, None, None, None, None, None
+            )
+        )
+        == []
+    )
+
+
+# --------------------------------------------------------------------------- the steward
+
+
+def test_possible_match_waits_in_the_queue_as_two_persons(
+    driver: neo4j.Driver, review_pair: tuple[MasterIndex, str, str, str]
+) -> None:
+    _index, candidate, left, right = review_pair
+    person_of = _person_of(driver, [left, right])
+    assert person_of[left] != person_of[right]
+    items, total = g.review_queue(driver, status="open", limit=100)
+    item = next(i for i in items if i["uid"] == candidate)
+    assert total >= 1
+    assert {r["uid"] for r in item["records"]} == {left, right}
+    assert 0.0 <= item["probability"] < 1.0
+    assert "birth_date" in json.loads(item["evidence"])
+
+
+def test_confirm_joins_the_records_and_logs_who_and_when(
+    driver: neo4j.Driver, review_pair: tuple[MasterIndex, str, str, str]
+) -> None:
+    index, candidate, left, right = review_pair
+    survivor = index.confirm(candidate, by="steward:ana", comment="same woman, moved")
+    person_of = _person_of(driver, [left, right])
+    assert person_of[left] == person_of[right] == survivor
+    rows, _, _ = driver.execute_query(
+        "MATCH (d:LinkDecision)-[:DECIDES]->(c:MatchCandidate {uid: $c}) "
+        "RETURN d {.*} AS d, c.status AS status",
+        c=candidate,
+    )
+    assert rows[0]["status"] == "confirmed"
+    decision = rows[0]["d"]
+    assert (decision["action"], decision["by"]) == ("confirm", "steward:ana")
+    assert decision["at"] is not None
+    assert decision["comment"] == "same woman, moved"
+    with pytest.raises(MatchError, match="already confirmed"):
+        index.confirm(candidate, by="steward:ana")
+
+
+def test_rejected_pair_never_links_automatically(
+    driver: neo4j.Driver, review_pair: tuple[MasterIndex, str, str, str]
+) -> None:
+    index, candidate, left, right = review_pair
+    index.reject(candidate, by="steward:bo")
+    # the right record arrives again (re-registered): even an index that links everything
+    # must not join it to the left one
+    driver.execute_query("MATCH (:Patient {uid: $r})-[l:RECORD_OF]->() DELETE l", r=right)
+    report = MasterIndex(driver, auto_threshold=0.0, review_threshold=0.0).link_pending()
+    assert report.blocked_by_rejection >= 1
+    person_of = _person_of(driver, [left, right])
+    assert person_of[left] != person_of[right]
+
+
+def test_unlink_separates_a_record_and_keeps_it_apart(
+    driver: neo4j.Driver, review_pair: tuple[MasterIndex, str, str, str]
+) -> None:
+    index, candidate, left, right = review_pair
+    joined = index.confirm(candidate, by="steward:ana")
+    new = index.unlink(right, by="steward:cy", comment="different women")
+    person_of = _person_of(driver, [left, right])
+    assert person_of[left] == joined
+    assert person_of[right] == new != joined
+    rows, _, _ = driver.execute_query(
+        "MATCH (d:LinkDecision {action: 'unlink'})-[:CONCERNS]->(:Patient {uid: $r}) "
+        "RETURN d.by AS by, d.fromPerson AS f, d.toPerson AS t",
+        r=right,
+    )
+    assert [(r["by"], r["f"], r["t"]) for r in rows] == [("steward:cy", joined, new)]
+    with pytest.raises(MatchError, match="not linked with any other"):
+        index.unlink(right, by="steward:cy")
