@@ -61,6 +61,7 @@ bench: setup
 	$(PY) bench/bench_load.py
 	$(PY) bench/bench_vehr.py
 	$(PY) bench/bench_linkage.py
+	$(PY) bench/bench_channels.py
 	$(PY) bench/bench_iot.py
 	$(PY) bench/bench_notify.py
 

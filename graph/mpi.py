@@ -116,6 +116,14 @@ SET c.status = 'linked', c.updatedAt = $now
 RETURN count(c) AS closed
 """
 
+# The person pairs that already have an open question in the review queue.
+OPEN_CANDIDATE_PERSON_PAIRS = """
+MATCH (c:MatchCandidate {status: 'open'})-[:CANDIDATE]->(a:Patient)-[:RECORD_OF]->(pa:Person)
+MATCH (c)-[:CANDIDATE]->(b:Patient)-[:RECORD_OF]->(pb:Person)
+WHERE a.uid < b.uid AND (pa.uid IN $persons OR pb.uid IN $persons)
+RETURN DISTINCT pa.uid AS a, pb.uid AS b
+"""
+
 REJECTED_PAIRS = """
 UNWIND $uids AS uid
 MATCH (:Patient {uid: uid})<-[:CANDIDATE]-(c:MatchCandidate {status: 'rejected'})
@@ -304,6 +312,16 @@ def close_resolved_candidates(
 ) -> int:
     rows = _write(driver, CLOSE_RESOLVED_CANDIDATES, {"now": now}, database)
     return int(rows[0]["closed"]) if rows else 0
+
+
+def open_candidate_person_pairs(
+    driver: neo4j.Driver, persons: Iterable[str], *, database: str | None = None
+) -> set[tuple[str, str]]:
+    params = {"persons": sorted(set(persons))}
+    if not params["persons"]:
+        return set()
+    rows = _read(driver, OPEN_CANDIDATE_PERSON_PAIRS, params, database)
+    return {(min(r["a"], r["b"]), max(r["a"], r["b"])) for r in rows}
 
 
 def rejected_pairs(

@@ -84,8 +84,12 @@ GUARD_CONFLICTING_NATIONAL_ID: Final = "conflicting_national_id"
 #: and no national id in common. Twins, and siblings or spouses sharing a home, agree on
 #: family, address, phone and (twins) birth date, together enough evidence for the model
 #: to link them; nothing but the given name and the identifier tells them apart. A data
-#: steward decides such pairs.
+#: steward decides such pairs. Also: national ids one edit apart with given names that are
+#: not the same name — twins often get consecutive SSNs, so a "typo" in the identifier plus a
+#: different given name is as likely a sibling as one person mistyped twice.
 GUARD_POSSIBLE_RELATIVE: Final = "possible_relative"
+#: Given-name levels that say "the same name" (spelled alike, a nickname, a transliteration).
+_SAME_GIVEN: Final = frozenset({"exact", "nickname_or_variant", "transliteration_variant"})
 #: Match probability at and above which a pair links without a human. On ~1,070 perturbed
 #: records of 360 Synthea people (doubled error rates, shared common names, twins) no
 #: non-match scored 0.95 or more while 0.9 let some in; 0.99 keeps a margin (a false merge
@@ -631,7 +635,9 @@ def _to_pairs(model: TrainedModel, rows: Iterable[JSON]) -> list[ScoredPair]:
             probability = 1.0
         elif evidence["national_id"] == "different":
             evidence["guard"] = GUARD_CONFLICTING_NATIONAL_ID
-        elif evidence["given"] == "different" and evidence["national_id"] == "null":
+        elif (evidence["given"] == "different" and evidence["national_id"] == "null") or (
+            evidence["national_id"] == "1_edit" and evidence["given"] not in _SAME_GIVEN
+        ):
             evidence["guard"] = GUARD_POSSIBLE_RELATIVE
         pairs[(left, right)] = ScoredPair(left, right, weight, probability, evidence)
     return sorted(pairs.values(), key=_rank)

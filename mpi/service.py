@@ -369,12 +369,20 @@ class MasterIndex:
         for _source, target, records in moves:
             for record in records:
                 final[record] = target
-        review_rows = []
-        for pair in decisions.review:
-            if final.get(pair.left) != final.get(pair.right):
-                if (pair.left, pair.right) in rejected:
-                    continue
-                review_rows.append(_candidate_row(pair))
+        # One question per pair of persons, asked once: the best record pair stands for it
+        # (twins with a dozen records each would otherwise fill the queue with 100+ items).
+        best_per_persons: dict[tuple[str, str], ScoredPair] = {}
+        for pair in decisions.review:  # best first
+            a, b = final.get(pair.left), final.get(pair.right)
+            if a is None or b is None or a == b or (pair.left, pair.right) in rejected:
+                continue
+            best_per_persons.setdefault((min(a, b), max(a, b)), pair)
+        asked = g.open_candidate_person_pairs(
+            self.driver, {p for key in best_per_persons for p in key}, database=self.database
+        )
+        review_rows = [
+            _candidate_row(pair) for key, pair in best_per_persons.items() if key not in asked
+        ]
         g.upsert_candidates(self.driver, review_rows, now=now, database=self.database)
         report.review_opened = len(review_rows)
         g.close_resolved_candidates(self.driver, now=now, database=self.database)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import date
+from typing import Any
 
 import neo4j
 import pytest
@@ -29,34 +30,38 @@ def purge(driver: neo4j.Driver) -> None:
     MasterIndex(driver).refresh_persons([r["uid"] for r in persons])
 
 
-def _two_records(driver: neo4j.Driver, tag: str) -> tuple[str, str]:
-    """Two records of one made-up human in two scratch domains: same name and birth date,
-    different address, no national id — a possible match, not a certain one."""
+def write_records(driver: neo4j.Driver, tag: str, *records: dict[str, Any]) -> list[str]:
+    """Patient records, each in its own scratch clinic ``mis:mpi-<tag>-<i>``; their uids."""
     batch = GraphBatch()
     uids = []
-    for i, (line, city) in enumerate([("1 Elm St", "Springfield"), ("9 Oak Ave", "Shelbyville")]):
+    for i, props in enumerate(records):
         domain = f"{PREFIX}{tag}-{i}"
         uid = f"{domain}/Patient/p{i}"
         batch.node(Label.DOMAIN, domain, {"name": domain, "kind": "MIS"})
-        batch.node(
-            Label.PATIENT,
-            uid,
-            {
-                "recordId": f"p{i}",
-                "sourceDomain": domain,
-                "family": f"Quenby{tag}",
-                "given": ["Adelheid"],
-                "name": f"Adelheid Quenby{tag}",
-                "gender": "female",
-                "birthDate": date(1961, 3, 14),
-                "addressLine": line,
-                "city": city,
-            },
-        )
+        batch.node(Label.PATIENT, uid, {"recordId": f"p{i}", "sourceDomain": domain, **props})
         batch.rel(RelType.IN_DOMAIN, (Label.PATIENT, uid), (Label.DOMAIN, domain))
         uids.append(uid)
     write_batch(driver, batch)
-    return uids[0], uids[1]
+    return uids
+
+
+def _two_records(driver: neo4j.Driver, tag: str) -> tuple[str, str]:
+    """Two records of one made-up human in two scratch domains: same name and birth date,
+    different address, no national id — a possible match, not a certain one."""
+    common = {
+        "family": f"Quenby{tag}",
+        "given": ["Adelheid"],
+        "name": f"Adelheid Quenby{tag}",
+        "gender": "female",
+        "birthDate": date(1961, 3, 14),
+    }
+    left, right = write_records(
+        driver,
+        tag,
+        {**common, "addressLine": "1 Elm St", "city": "Springfield"},
+        {**common, "addressLine": "9 Oak Ave", "city": "Shelbyville"},
+    )
+    return left, right
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -20,7 +21,8 @@ from identity.model import DemographicRecord
 from loaders.perturb import PERTURBATION_TRUTH_NAME, perturb_domains
 from loaders.synthea import GROUND_TRUTH_NAME
 from mpi.service import LinkReport, MasterIndex, MatchError
-from tests.mpi.conftest import PREFIX, purge
+from tests.conftest import purge_domains
+from tests.mpi.conftest import PREFIX, purge, write_records
 
 
 @dataclass
@@ -262,3 +264,118 @@ def test_unlink_separates_a_record_and_keeps_it_apart(
     assert [(r["by"], r["f"], r["t"]) for r in rows] == [("steward:cy", joined, new)]
     with pytest.raises(MatchError, match="not linked with any other"):
         index.unlink(right, by="steward:cy")
+
+
+# --------------------------------------------------------------------------- hard cases
+
+
+def test_twins_stay_two_persons(driver: neo4j.Driver) -> None:
+    """Same family, birth date and address, different given name and national id."""
+    tag = uuid.uuid4().hex[:8]
+    home = {
+        "family": f"Okonkwo{tag}",
+        "birthDate": date(1990, 6, 2),
+        "addressLine": "12 Mill Lane",
+        "city": "Boston",
+        "postalCode": "02118",
+        "gender": "female",
+    }
+    try:
+        ada, ama, ada_again = write_records(
+            driver,
+            tag,
+            {**home, "given": ["Ada"], "nationalId": "999-11-2233"},
+            {**home, "given": ["Ama"], "nationalId": "999-11-2234"},
+            {**home, "given": ["Ada"], "nationalId": "999-11-2233", "city": "Cambridge"},
+        )
+        MasterIndex(driver).link_pending()
+        person_of = _person_of(driver, [ada, ama, ada_again])
+        assert person_of[ada] == person_of[ada_again]
+        assert person_of[ama] != person_of[ada]
+    finally:
+        purge(driver)
+
+
+def test_married_name_with_maiden_name_links_without_national_id(driver: neo4j.Driver) -> None:
+    tag = uuid.uuid4().hex[:8]
+    maiden, married = f"Kowalczyk{tag}", f"Brennan{tag}"
+    try:
+        same = {
+            "given": ["Marguerite"],
+            "birthDate": date(1984, 11, 23),
+            "gender": "female",
+            "phone": "555-201-7788",
+            "postalCode": "02139",
+            "city": "Cambridge",
+        }
+        before, after = write_records(
+            driver,
+            tag,
+            {**same, "family": maiden},
+            {**same, "family": married, "otherFamily": [maiden]},
+        )
+        report = MasterIndex(driver).link_pending()
+        person_of = _person_of(driver, [before, after])
+        assert person_of[before] == person_of[after], report
+    finally:
+        purge(driver)
+
+
+def test_swapped_day_and_month_still_link(driver: neo4j.Driver) -> None:
+    tag = uuid.uuid4().hex[:8]
+    base = {
+        "family": f"Lindqvist{tag}",
+        "given": ["Sven"],
+        "gender": "male",
+        "nationalId": None,
+        "addressLine": "4 Harbor Rd",
+        "postalCode": "02210",
+        "city": "Boston",
+        "phone": "555-330-1200",
+    }
+    try:
+        a, b = write_records(
+            driver,
+            tag,
+            {**base, "birthDate": date(1975, 3, 8)},
+            {**base, "birthDate": date(1975, 8, 3)},
+        )
+        MasterIndex(driver).link_pending()
+        person_of = _person_of(driver, [a, b])
+        assert person_of[a] == person_of[b]
+    finally:
+        purge(driver)
+
+
+def test_portal_accounts_without_national_id_find_their_clinic_person(
+    driver: neo4j.Driver,
+    loaded_sample: LoadReport,
+    sample_domains: Path,
+    tmp_path: Path,
+) -> None:
+    """A portal knows people by what they typed at sign-up (short names, new addresses, no
+    national id); the index must still put each account on the clinic person."""
+    from app.channels import load_portal
+    from loaders.portal_gen import generate_portal
+
+    name = f"mpi-{uuid.uuid4().hex[:8]}"
+    generate_portal(sample_domains, tmp_path / "portal", seed=5, fraction=1.0, portal=name)
+    truth = orjson.loads((tmp_path / "portal" / "ground_truth_portal.json").read_bytes())
+    try:
+        report = load_portal(
+            driver, [tmp_path / "portal"], quarantine_dir=tmp_path / "q", portal_name=name
+        )
+        assert report.link is not None
+        assert report.link.pending == len(truth) > 0
+        person_of = _person_of(driver, list(truth))
+        clinic = _sample_person_of_truth(driver, sample_domains)
+        right = [r for r, human in truth.items() if person_of[r] == clinic[human]]
+        wrong = [
+            r
+            for r, human in truth.items()
+            if person_of[r] in clinic.values() and person_of[r] != clinic[human]
+        ]
+        assert wrong == []
+        assert len(right) / len(truth) >= 0.8, (len(right), len(truth))
+    finally:
+        purge_domains(driver, f"portal:{name}")
