@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -596,6 +597,10 @@ def _load_sample_channels(settings: Settings, driver: Driver, domains_dir: Path)
             _print_link(report.link)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _serve(
     settings: Settings, *, host: str | None = None, port: int | None = None, load: bool = False
 ) -> None:
@@ -603,6 +608,10 @@ def _serve(
 
     from app.server import create_app
 
+    # uvicorn re-raises a captured SIGTERM after its graceful shutdown; with Python's default
+    # handler that would kill the process before ``connected`` stops the embedded Neo4j it
+    # started (a ``docker stop`` or systemd stop would leave the JVM running).
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with connected(settings) as driver:
         if load:
             _load_sample_once(settings, driver)

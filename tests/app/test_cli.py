@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import neo4j
+import pytest
 import rdflib
 from rdflib.namespace import RDF
 
@@ -128,3 +129,48 @@ def test_neo4j_start_status_stop_lifecycle(tmp_path: Path) -> None:
     assert cli("neo4j", "status").returncode == 1
     # Data persists in the home: the store files are still there after the stop.
     assert (tmp_path / "neo4j" / "data" / "databases" / "neo4j").is_dir()
+
+
+def test_sigterm_to_serve_stops_the_embedded_neo4j_it_started(tmp_path: Path) -> None:
+    """What `docker stop` or systemd does: the server shuts down and takes its Neo4j along."""
+    import signal
+    import time
+
+    import httpx2
+
+    from graph.embedded import free_port
+
+    home, api = tmp_path / "neo4j", free_port()
+    env = {
+        **os.environ,
+        "MEDSHADOW_NEO4J__HOME": str(home),
+        "MEDSHADOW_NEO4J__PORT": str(free_port()),
+        "MEDSHADOW_NEO4J__HEAP": "512m",
+        "MEDSHADOW_NEO4J__PAGECACHE": "64m",
+        "MEDSHADOW_API__PORT": str(api),
+        "MEDSHADOW_DATA_DIR": str(tmp_path / "data"),
+    }
+    env.pop("MEDSHADOW_NEO4J__URI", None)
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([*CLI, "serve"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, log.read_text()
+            try:
+                if httpx2.get(f"http://127.0.0.1:{api}/health", timeout=2).status_code == 200:
+                    break
+            except httpx2.TransportError:
+                pass
+            assert time.monotonic() < deadline, "serve did not come up"
+            time.sleep(0.5)
+        pid = json.loads((home / "medshadow-neo4j.json").read_text())["pid"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not (home / "medshadow-neo4j.json").exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
