@@ -193,7 +193,29 @@ def _generate(settings: Settings) -> Path:
             f"demographics (+{changed.twin_records} twin records); truth in "
             f"{PERTURBATION_TRUTH_NAME}"
         )
+    _localize(domains, d.local_clinics, seed=d.seed)
     return domains
+
+
+def _localize(domains: Path, clinics: int, *, seed: int) -> None:
+    """Recode the busiest ``clinics`` clinics to their own local code lists (once per split)."""
+    from loaders.localize import localize_clinic
+
+    marker = domains / "localized.done"  # not .json: loaders ignore it
+    if clinics < 1 or marker.is_file():
+        return
+    busiest = sorted(
+        (d for d in domains.iterdir() if d.is_dir()),
+        key=lambda d: (-sum(1 for _ in d.glob("*.json")), d.name),
+    )[:clinics]
+    for clinic in busiest:
+        report = localize_clinic(domains, clinic.name, seed=seed)
+        console.print(
+            f"clinic {clinic.name} codes locally: {len(report.diagnoses)} diagnosis and "
+            f"{len(report.labs)} lab codes ({report.codings_replaced} codings) → "
+            f"{report.code_lists}"
+        )
+    marker.write_text("\n".join(c.name for c in busiest) + "\n")
 
 
 @load_app.command("fhir")

@@ -95,6 +95,9 @@ class DemoSettings(BaseModel):
     #: Perturb each clinic's copy of the demographics (typos, maiden names, missing national
     #: ids, moves, twins) so the master patient index has real work to do.
     perturb: bool = True
+    #: How many clinics code diagnoses and labs with their own local code lists (Russian or
+    #: abbreviated names; ``loaders/localize.py``) for the mapping workbench to map.
+    local_clinics: int = 1
 
 
 class Settings(BaseSettings):

@@ -49,6 +49,7 @@ class Label(StrEnum):
     CHANGE_FEED = "ChangeFeed"  # the outbox head: its lock numbers ChangeEvents in commit order
     WEBHOOK = "Webhook"
     WEBHOOK_DELIVERY = "WebhookDelivery"
+    CODE_SYSTEM = "CodeSystem"  # one version of a terminology (terminology/)
 
     @property
     def iri(self) -> str:
@@ -77,6 +78,8 @@ class RelType(StrEnum):
     WATCHES = "WATCHES"  # Webhook -> Domain that registered it
     DELIVERS = "DELIVERS"  # WebhookDelivery -> ChangeEvent
     VIA = "VIA"  # WebhookDelivery -> Webhook
+    IN_VERSION = "IN_VERSION"  # Concept -> CodeSystem version it is a member of
+    MAPS_TO = "MAPS_TO"  # Concept -> Concept of another system (a concept map's element)
 
     @property
     def iri(self) -> str:
