@@ -186,6 +186,12 @@ def test_record_shows_every_domain_and_mixed_sources(
 
     domains = page.get_by_test_id("domains-panel").get_by_test_id("domain-row")
     expect(domains).to_have_count(person.records)
+    # each record says how the master patient index linked it, with the evidence on hover,
+    # and which kinds of data its domain holds
+    link = domains.first.get_by_test_id("link-cell")
+    expect(link).to_have_text(re.compile(r"^(rule|probabilistic|merge|steward|singleton)"))
+    assert "national_id" in (link.get_attribute("title") or "") or "singleton" in link.inner_text()
+    expect(domains.first.get_by_test_id("kinds-cell")).to_contain_text("Encounter")
 
     conditions = page.get_by_test_id("section-conditions")
     expect(conditions).to_be_visible()

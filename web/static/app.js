@@ -562,7 +562,9 @@ query PatientRecord($id: ID!, $first: Int!) {
     ... on AccessDenied { message }
     ... on Patient {
       id name family given gender birthDate nationalId
-      domains { id name kind recordId mrn facts lastUpdated }
+      domains { id name kind recordId mrn facts lastUpdated
+        kinds { kind count }
+        link { method probability linkedBy evidence { comparison level } } }
       conditions { ...FactF clinicalStatus verificationStatus end }
       medications { ...FactF intent dosage }
       allergies { ...FactF type category criticality clinicalStatus }
@@ -962,6 +964,31 @@ function timelinePanel(p, ctx) {
   }).node;
 }
 
+const LINK_METHODS = {
+  rule: "same national id and birth date",
+  probabilistic: "record linkage",
+  singleton: "no other record matched",
+  merge: "merged with another person",
+  steward: "decided by a data steward",
+};
+
+// How the master patient index tied this domain record to the person, with its evidence.
+function linkCell(link) {
+  if (!link) return h("td", { class: OPT }, "—");
+  const evidence = (link.evidence || []).map((e) => `${e.comparison}: ${e.level}`).join("\n");
+  const p = link.probability == null ? "" : ` ${(link.probability * 100).toFixed(link.probability >= 0.9999 ? 2 : 1)} %`;
+  const title = [LINK_METHODS[link.method] || link.method, evidence, link.linkedBy ? `by ${link.linkedBy}` : ""]
+    .filter(Boolean)
+    .join("\n");
+  return h("td", { class: OPT, "data-testid": "link-cell", title }, `${humanize(link.method)}${p}`);
+}
+
+// Which kinds of data the domain holds on the person (the operational data store's registry).
+function kindsCell(kinds) {
+  const text = (kinds || []).map((k) => `${humanize(k.kind)} ${k.count}`).join(" · ");
+  return h("td", { class: `small ${OPT}`, "data-testid": "kinds-cell" }, text || "—");
+}
+
 function domainsPanel(p) {
   const rows = p.domains.map((d) =>
     h(
@@ -971,6 +998,8 @@ function domainsPanel(p) {
       h("td", {}, humanize(d.kind)),
       h("td", { class: "mono" }, d.recordId),
       h("td", { class: `mono ${OPT}` }, d.mrn || "—"),
+      linkCell(d.link),
+      kindsCell(d.kinds),
       h("td", { class: "num" }, String(d.facts)),
       h("td", { class: "date" }, dateCell(d.lastUpdated)),
     ),
@@ -1006,6 +1035,8 @@ function domainsPanel(p) {
                 h("th", { scope: "col" }, "Kind"),
                 h("th", { scope: "col" }, "Record id"),
                 h("th", { scope: "col", class: OPT }, "MRN"),
+                h("th", { scope: "col", class: OPT }, "Linked by"),
+                h("th", { scope: "col", class: OPT }, "Data held"),
                 h("th", { scope: "col", class: "num" }, "Facts"),
                 h("th", { scope: "col", class: "date" }, "Last updated"),
               ),
