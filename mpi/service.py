@@ -34,6 +34,7 @@ from typing import Any
 
 from graph import mpi as g
 from graph.connection import Driver
+from graph.registry import publish
 from identity.linkage import (
     DEFAULT_AUTO_THRESHOLD,
     DEFAULT_REVIEW_THRESHOLD,
@@ -49,6 +50,8 @@ from identity.model import DemographicRecord
 
 DEFAULT_MODEL_PATH = Path(__file__).with_name("default_model.json")
 QUERY_RECORD_ID = "$match/query"
+#: Change-feed kind of an identity change: a record now belongs to another person.
+LINK_KIND = "Link"
 
 #: Where the golden record's values come from first: clinic records beat self-entered ones.
 _KIND_RANK = {"MIS": 0, "RESEARCH_BANK": 1, "PORTAL": 2, "IOT_CLOUD": 3, "SOCIAL_CHANNEL": 4}
@@ -363,6 +366,7 @@ class MasterIndex:
             self.driver, merged_away, database=self.database
         )
         self.refresh_persons(report.persons)
+        self._announce([r for _s, _t, records in moves for r in records], "mpi:merge")
 
         # possible matches across persons go to the steward; same-person pairs need nothing
         final = {**person_of, **report.assigned}
@@ -424,6 +428,7 @@ class MasterIndex:
             )
             g.delete_empty_persons(self.driver, [str(source)], database=self.database)
             self.refresh_persons([target])
+            self._announce(moving, "mpi:confirm")
         g.log_decision(
             self.driver,
             _decision("confirm", by, now, comment, source, target),
@@ -492,7 +497,18 @@ class MasterIndex:
             database=self.database,
         )
         self.refresh_persons([str(old), new])
+        self._announce([record, others[0]], "mpi:unlink")
         return new
+
+    def _announce(self, records: Sequence[str], source: str) -> None:
+        """Tell the change feed that these records now belong to another person."""
+        if records:
+            publish(
+                self.driver,
+                {r: {LINK_KIND} for r in records},
+                source=source,
+                database=self.database,
+            )
 
     def _open_candidate(self, uid: str) -> dict[str, Any]:
         item = g.candidate(self.driver, uid, database=self.database)

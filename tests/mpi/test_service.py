@@ -231,6 +231,13 @@ def test_confirm_joins_the_records_and_logs_who_and_when(
     assert decision["comment"] == "same woman, moved"
     with pytest.raises(MatchError, match="already confirmed"):
         index.confirm(candidate, by="steward:ana")
+    # the change feed hears that the person's record set changed
+    events, _, _ = driver.execute_query(
+        "MATCH (e:ChangeEvent {source: 'mpi:confirm'})-[:CHANGED]->(:Person {uid: $p}) "
+        "RETURN e.kinds AS kinds",
+        p=survivor,
+    )
+    assert [r["kinds"] for r in events] == [["Link"]]
 
 
 def test_rejected_pair_never_links_automatically(
