@@ -14,6 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from graph import mpi
 from graph import reader as q
 from graph.connection import Driver
 from graph.reader import FactFilter, GraphReader
@@ -26,6 +27,7 @@ class Role(StrEnum):
     PATIENT = "patient"  # writes to their own portal account
     DEVICE = "device"  # an IoT cloud / device gateway pushing readings
     INTEGRATOR = "integrator"  # a domain's integration engine: webhooks, change feed
+    TERMINOLOGIST = "terminologist"  # loads code systems, curates mappings
     ADMIN = "admin"
     NONE = "none"
 
@@ -39,6 +41,8 @@ class Action(StrEnum):
     INGEST_READINGS = "ingest_readings"  # device readings (streaming endpoint)
     MANAGE_WEBHOOKS = "manage_webhooks"  # register webhooks, read the delivery log
     SUBSCRIBE_CHANGES = "subscribe_changes"  # GraphQL subscriptions to change events
+    READ_TERMINOLOGY = "read_terminology"  # lookup, validate, subsume, expand, search, translate
+    WRITE_TERMINOLOGY = "write_terminology"  # load code systems and concept maps
 
 
 _ALLOWED: Mapping[Role, frozenset[Action]] = {
@@ -48,11 +52,13 @@ _ALLOWED: Mapping[Role, frozenset[Action]] = {
             Action.SEARCH_PATIENTS,
             Action.MATCH_PATIENT,
             Action.SUBSCRIBE_CHANGES,
+            Action.READ_TERMINOLOGY,
         }
     ),
     Role.STEWARD: frozenset(
         {Action.READ_PATIENT, Action.SEARCH_PATIENTS, Action.MATCH_PATIENT, Action.REVIEW_LINKS}
     ),
+    Role.TERMINOLOGIST: frozenset({Action.READ_TERMINOLOGY, Action.WRITE_TERMINOLOGY}),
     Role.PATIENT: frozenset({Action.WRITE_PORTAL}),
     Role.DEVICE: frozenset({Action.INGEST_READINGS}),
     Role.INTEGRATOR: frozenset(
@@ -130,6 +136,18 @@ class RecordAccess:
         self.require(Action.READ_PATIENT)
         rows = self._reader.read(q.PERSONS_BY_UID, {"uids": list(uids)})
         return [dict(r["person"]) for r in rows]
+
+    def merged_into(self, uid: str) -> str | None:
+        """The person a merged-away person id now lives on (following later merges too)."""
+        self.require(Action.READ_PATIENT)
+        current, seen = uid, {uid}
+        for _ in range(10):
+            rows = self._reader.read(mpi.MERGED_INTO, {"uid": current})
+            if not rows or rows[0]["person"] is None or rows[0]["person"] in seen:
+                break
+            current = str(rows[0]["person"])
+            seen.add(current)
+        return None if current == uid else current
 
     def search_persons(
         self, text: str | None, skip: int, limit: int

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import neo4j
 
+from graph.vectors import VECTOR_PROPERTIES
 from ontology.rdf import GraphNode, GraphRel
 
 PATIENT_SUBGRAPH = """
@@ -31,8 +32,13 @@ def patient_subgraph(
     nodes: dict[str, GraphNode] = {}
     rels: set[GraphRel] = set()
     for rec in records:
-        nodes.setdefault(rec["s"], GraphNode(rec["s"], tuple(rec["sl"]), dict(rec["sp"])))
+        nodes.setdefault(rec["s"], GraphNode(rec["s"], tuple(rec["sl"]), _props(rec["sp"])))
         if rec["t"] is not None:
-            nodes.setdefault(rec["e"], GraphNode(rec["e"], tuple(rec["el"]), dict(rec["ep"])))
+            nodes.setdefault(rec["e"], GraphNode(rec["e"], tuple(rec["el"]), _props(rec["ep"])))
             rels.add(GraphRel(rec["t"], rec["s"], rec["e"]))
     return list(nodes.values()), sorted(rels, key=lambda r: (r.type, r.start, r.end))
+
+
+def _props(props: dict[str, object]) -> dict[str, object]:
+    """A node's properties without concept embeddings (384 floats each, not facts)."""
+    return {k: v for k, v in props.items() if k not in VECTOR_PROPERTIES}

@@ -178,6 +178,12 @@ MATCH (d:LinkDecision)-[:CONCERNS]->(:Patient {uid: $uid})
 RETURN d { .* } AS decision ORDER BY d.at
 """
 
+# Where a person that was merged away went (the newest merge or confirmation that emptied it).
+MERGED_INTO = """
+MATCH (d:LinkDecision {fromPerson: $uid}) WHERE d.action IN ['merge', 'confirm']
+RETURN d.toPerson AS person ORDER BY d.at DESC LIMIT 1
+"""
+
 LOAD_MODEL = """
 MATCH (m:LinkageModel {uid: 'current'})
 RETURN m.json AS json, m.autoThreshold AS auto, m.reviewThreshold AS review

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import neo4j
 
+from graph.vectors import vector_schema_statements
 from ontology.model import Label
 
 
@@ -24,6 +25,10 @@ def schema_statements() -> list[str]:
         "CREATE FULLTEXT INDEX person_search IF NOT EXISTS "
         "FOR (n:Person) ON EACH [n.name, n.family, n.nationalId]",
         "CREATE FULLTEXT INDEX concept_search IF NOT EXISTS FOR (n:Concept) ON EACH [n.display]",
+        # terminology (graph/terminology.py): displays and designations in any language
+        "CREATE FULLTEXT INDEX concept_terms IF NOT EXISTS "
+        "FOR (n:Concept) ON EACH [n.display, n.designationText]",
+        "CREATE INDEX code_system_system IF NOT EXISTS FOR (n:CodeSystem) ON (n.system)",
         # change feed (graph/outbox.py): events by cursor, the webhook delivery queues
         "CREATE INDEX change_event_seq IF NOT EXISTS FOR (n:ChangeEvent) ON (n.seq)",
         "CREATE INDEX change_event_unlinked IF NOT EXISTS FOR (n:ChangeEvent) ON (n.unlinked)",
@@ -31,6 +36,7 @@ def schema_statements() -> list[str]:
         "CREATE INDEX webhook_delivery_queue IF NOT EXISTS "
         "FOR (n:WebhookDelivery) ON (n.webhookUid, n.seq)",
     ]
+    statements += vector_schema_statements()  # concept embeddings (graph/vectors.py)
     return statements
 
 

@@ -12,6 +12,7 @@ from strawberry.dataloader import DataLoader
 
 from access.changes import ChangeFeed
 from access.policy import Principal, RecordAccess
+from access.terminology import SemanticSearch
 from graph.connection import Driver
 from graph.reader import ALL_FACTS, FactFilter
 from ontology.model import Label
@@ -79,6 +80,8 @@ class Context:
     feed: ChangeFeed | None = None
     #: The ``connection_init`` payload of a websocket (graphql-transport-ws sets it).
     connection_params: dict[str, Any] | None = None
+    #: Concept search by meaning (nlp/ embeddings over the vector index), when configured.
+    semantic: SemanticSearch | None = None
 
     @classmethod
     def for_principal(

@@ -23,7 +23,7 @@ from strawberry.tools import merge_types
 
 from access.changes import ChangeFeedError
 from access.policy import AccessDeniedError
-from resolvers import changes, mpi, portal, readings
+from resolvers import changes, mpi, portal, readings, terminology
 from resolvers.context import Info, in_thread
 from resolvers.types import (
     AccessDenied,
@@ -31,6 +31,7 @@ from resolvers.types import (
     Edge,
     PageInfo,
     Patient,
+    PatientMerged,
     PatientNotFound,
     PatientResult,
     decode_cursor,
@@ -58,6 +59,9 @@ class PatientQuery:
         except AccessDeniedError as e:
             return AccessDenied(message=str(e))
         if row is None:
+            merged = await in_thread(info.context.access.merged_into, str(id))
+            if merged is not None:
+                return PatientMerged(id=id, merged_into=strawberry.ID(merged))
             return PatientNotFound(id=id)
         return Patient.from_row(row)
 
@@ -89,12 +93,18 @@ class PatientQuery:
 
 
 #: The root types' parts, one class per module; a module adds its classes here.
-QUERIES: tuple[type, ...] = (PatientQuery, mpi.IdentityQuery, *changes.QUERIES)
+QUERIES: tuple[type, ...] = (
+    PatientQuery,
+    mpi.IdentityQuery,
+    *changes.QUERIES,
+    *terminology.QUERIES,
+)
 MUTATIONS: tuple[type, ...] = (
     mpi.IdentityMutation,
     *portal.MUTATIONS,
     *changes.MUTATIONS,
     *readings.MUTATIONS,
+    *terminology.MUTATIONS,
 )
 SUBSCRIPTIONS: tuple[type, ...] = (*changes.SUBSCRIPTIONS,)
 

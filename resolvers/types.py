@@ -661,8 +661,18 @@ class AccessDenied:
     message: str
 
 
+@strawberry.type(
+    description="This person id was merged into another by the master patient index; "
+    "ask for `mergedInto`."
+)
+class PatientMerged:
+    id: strawberry.ID
+    merged_into: strawberry.ID
+    message: str = "patient merged into another person"
+
+
 PatientResult = Annotated[
-    Patient | PatientNotFound | AccessDenied, strawberry.union("PatientResult")
+    Patient | PatientMerged | PatientNotFound | AccessDenied, strawberry.union("PatientResult")
 ]
 
 

@@ -127,8 +127,17 @@ def test_steward_pages_the_queue_and_confirms(
     assert {rec["id"] for rec in item["records"]} == {left, right}
     assert len({rec["personId"] for rec in item["records"]}) == 2
 
+    before = {rec["personId"] for rec in item["records"]}
     done = gql(client, CONFIRM, "stew", id=candidate)["data"]["confirmMatch"]
     assert done["action"] == "confirm"
+    (gone,) = before - {done["personId"]}
+    moved = gql(
+        client,
+        "query($id: ID!) { patient(id: $id) { __typename ... on PatientMerged { mergedInto } } }",
+        "doc",
+        id=gone,
+    )["data"]["patient"]
+    assert moved == {"__typename": "PatientMerged", "mergedInto": done["personId"]}
     rows, _, _ = driver.execute_query(
         "MATCH (:Patient {uid: $a})-[:RECORD_OF]->(p:Person)<-[:RECORD_OF]-(:Patient {uid: $b}) "
         "RETURN p.uid AS p",

@@ -559,6 +559,7 @@ query PatientRecord($id: ID!, $first: Int!) {
   patient(id: $id) {
     __typename
     ... on PatientNotFound { message }
+    ... on PatientMerged { mergedInto }
     ... on AccessDenied { message }
     ... on Patient {
       id name family given gender birthDate nationalId
@@ -1147,6 +1148,11 @@ async function renderPatient(main, ctx) {
   if (ctx.signal.aborted) return;
   main.removeAttribute("aria-busy");
   const result = data.patient;
+  if (result.__typename === "PatientMerged") {
+    // the master patient index merged this person into another: follow, keeping history clean
+    location.replace(patientHref(result.mergedInto));
+    return;
+  }
   if (result.__typename === "PatientNotFound") {
     document.title = "Patient not found · medshadow";
     main.replaceChildren(
