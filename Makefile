@@ -64,6 +64,8 @@ bench: setup
 	$(PY) bench/bench_channels.py
 	$(PY) bench/bench_iot.py
 	$(PY) bench/bench_notify.py
+	$(PY) bench/bench_embeddings.py
+	$(PY) bench/bench_terminology.py
 
 clean:
 	rm -rf $(VENV) tools/neo4j/target .medshadow

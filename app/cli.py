@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from app.settings import Settings
@@ -26,6 +32,9 @@ if TYPE_CHECKING:
 if TYPE_CHECKING:
     from app.channels import ChannelLoadReport
 
+if TYPE_CHECKING:
+    from nlp.semantic import EmbedReport
+
 app = typer.Typer(no_args_is_help=True, help="medshadow: patient-centric medical knowledge graph")
 neo4j_app = typer.Typer(no_args_is_help=True, help="The embedded Neo4j (used when no URI is set)")
 load_app = typer.Typer(no_args_is_help=True, help="Load data into the graph")
@@ -37,6 +46,8 @@ app.add_typer(ontology_app, name="ontology")
 app.add_typer(export_app, name="export")
 mpi_app = typer.Typer(no_args_is_help=True, help="The master patient index")
 app.add_typer(mpi_app, name="mpi")
+terminology_app = typer.Typer(no_args_is_help=True, help="Code systems in the graph")
+app.add_typer(terminology_app, name="terminology")
 
 console = Console(stderr=True)
 EXIT_PARTIAL = 3  # loaded, but some resources were quarantined or references dangled
@@ -581,6 +592,24 @@ def _load_sample_once(settings: Settings, driver: Driver) -> None:
         _load(settings, driver, [domains_dir])
     _load_sample_channels(settings, driver, domains_dir)
     _load_sample_iot(settings, driver, domains_dir)
+    _load_terminology_once(settings, driver)
+
+
+def _load_terminology_once(settings: Settings, driver: Driver) -> None:
+    """The packaged code systems (ICD-10, ICD-10-CM, LOINC, UCUM, Synthea's codes, drugs),
+    loaded unless some version of them is in the graph already."""
+    from app.terminology import load_terminology
+    from graph.reader import GraphReader
+    from graph.terminology import code_systems
+
+    present = code_systems(GraphReader(driver, database=settings.neo4j.database))
+    if present:
+        console.print(
+            f"code systems already loaded ({len(present)}); "
+            "reload with `medshadow terminology load`"
+        )
+        return
+    load_terminology(settings, driver, [], console)
 
 
 def _load_sample_iot(settings: Settings, driver: Driver, domains_dir: Path) -> None:
@@ -707,6 +736,113 @@ def mpi_queue(
         )
         table.add_row(item["uid"], f"{item.get('probability') or 0:.3f}", records)
     console.print(table)
+
+
+# -- terminology ------------------------------------------------------------------------------
+
+
+@terminology_app.command("load")
+def terminology_load(
+    system: Annotated[
+        list[str] | None,
+        typer.Option(help="source (repeatable): icd10, icd10cm, loinc, ucum, synthea, drugs"),
+    ] = None,
+) -> None:
+    """Load code systems (all by default). Exit 0: all loaded; 3: some rows were reported."""
+    from app.terminology import load_terminology
+    from terminology.model import TerminologyError
+
+    settings = _settings()
+    try:
+        with connected(settings) as driver:
+            ok = load_terminology(settings, driver, system or [], console)
+    except TerminologyError as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+    if not ok:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+@terminology_app.command("embed")
+def terminology_embed(
+    system: Annotated[
+        list[str] | None,
+        typer.Option(help="code system URI or short name (repeatable); default: every Concept"),
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(help="embedding model (repeatable): minilm (English), e5 (multilingual)"),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="concepts per write transaction")] = 256,
+) -> None:
+    """Embed concept names for semantic search: only concepts that are new or whose text
+    changed since their vector was computed (re-running with no change writes nothing)."""
+    from graph.schema import ensure_schema
+    from nlp.embeddings import MODELS
+    from terminology.sources import system_url
+
+    models = model or list(MODELS)
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        known = ", ".join(MODELS)
+        console.print(f"[red]unknown model(s) {', '.join(unknown)}[/red] (known: {known})")
+        raise typer.Exit(2)
+    systems: list[str | None] = [system_url(s) for s in system] if system else [None]
+    settings = _settings()
+    table = Table(title="concept embeddings")
+    for column in ("model", "system", "concepts", "embedded", "unchanged", "no text", "cleared"):
+        table.add_column(column, justify="left" if column in ("model", "system") else "right")
+    with connected(settings) as driver:
+        ensure_schema(driver, database=settings.neo4j.database)
+        for key in models:
+            for code_system in systems:
+                report = _embed_with_progress(settings, driver, key, code_system, batch_size)
+                table.add_row(
+                    key,
+                    code_system or "(all)",
+                    *(
+                        f"{n:,}"
+                        for n in (
+                            report.concepts,
+                            report.embedded,
+                            report.unchanged,
+                            report.without_text,
+                            report.cleared,
+                        )
+                    ),
+                )
+                if report.concepts == 0:
+                    console.print(f"[yellow]warning:[/yellow] no concepts in {code_system}")
+    console.print(table)
+
+
+def _embed_with_progress(
+    settings: Settings, driver: Driver, model: str, system: str | None, batch_size: int
+) -> EmbedReport:
+    from nlp.semantic import embed_concepts
+
+    progress = Progress(
+        TextColumn(f"[bold]embedding[/bold] {model} · {system or 'all systems'}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("concepts"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    with progress:
+        task = progress.add_task("embed", total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, total=total, advance=done)
+
+        return embed_concepts(
+            driver,
+            model,
+            system=system,
+            batch_size=batch_size,
+            progress=advance,
+            database=settings.neo4j.database,
+        )
 
 
 # -- ontology and exports ---------------------------------------------------------------------

@@ -21,6 +21,7 @@ from app.notify import Notifier
 from app.settings import Settings
 from graph.connection import Driver, open_driver, ping
 from graph.schema import ensure_schema
+from nlp.semantic import SemanticSearch
 from resolvers.context import Context, in_thread
 from resolvers.schema import build_schema
 
@@ -51,6 +52,7 @@ class MedshadowGraphQL(GraphQL[Context, None]):
             principal,
             database=self.settings.neo4j.database,
             feed=getattr(request.app.state, "notifier", None),
+            semantic=getattr(request.app.state, "semantic", None),
         )
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
@@ -64,7 +66,11 @@ class MedshadowGraphQL(GraphQL[Context, None]):
                 _bearer(value), self.settings.api.tokens, self.settings.api.anonymous_role
             )
             fresh = Context.for_principal(
-                reader.driver, principal, database=reader.database, feed=context.feed
+                reader.driver,
+                principal,
+                database=reader.database,
+                feed=context.feed,
+                semantic=context.semantic,
             )
             context.access, context.loaders = fresh.access, fresh.loaders
         return await super().on_ws_connect(context)
@@ -95,6 +101,8 @@ def create_app(settings: Settings, *, driver: Driver | None = None) -> Starlette
             notifier = Notifier(app.state.driver, settings.notify, database=settings.neo4j.database)
             await notifier.start()
         app.state.notifier = notifier
+        # semantic concept search: the embedding models load on the first semantic query
+        app.state.semantic = SemanticSearch(app.state.driver, database=settings.neo4j.database)
         try:
             yield
         finally:

@@ -11,6 +11,7 @@ display changed ``changed``; ``MAPS_TO {map, equivalence, method}`` between syst
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -162,8 +163,6 @@ def write_system(
     progress: Callable[[int], None] | None = None,
 ) -> SystemLoad:
     """Write one version (idempotent: MERGE on uid, unchanged nodes left alone)."""
-    import time
-
     started = time.perf_counter()
     batch = system_batch(parsed)
     stats = write_batch(driver, batch, batch_size=batch_size, database=database, progress=progress)
@@ -262,18 +261,18 @@ EXPAND_UNDER = f"""
 MATCH (:{CONCEPT} {{uid: $root}})<-[:{IS_A}*1..]-(c:{CONCEPT})
 WITH DISTINCT c WHERE {_FILTER}
 WITH c ORDER BY c.code
-WITH collect(c) AS all
-RETURN size(all) AS total,
-       [c IN all WHERE $after IS NULL OR c.code > $after][..$limit] AS page
+WITH collect(c) AS hits
+RETURN size(hits) AS total,
+       [c IN hits WHERE $after IS NULL OR c.code > $after][..$limit] AS page
 """
 
 EXPAND_SYSTEM = f"""
 MATCH (c:{CONCEPT} {{system: $system}})
 WHERE {_FILTER}
 WITH c ORDER BY c.code
-WITH collect(c) AS all
-RETURN size(all) AS total,
-       [c IN all WHERE $after IS NULL OR c.code > $after][..$limit] AS page
+WITH collect(c) AS hits
+RETURN size(hits) AS total,
+       [c IN hits WHERE $after IS NULL OR c.code > $after][..$limit] AS page
 """
 
 DESCENDANT_CODES = f"""

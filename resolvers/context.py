@@ -91,10 +91,11 @@ class Context:
         *,
         database: str | None = None,
         feed: ChangeFeed | None = None,
+        semantic: SemanticSearch | None = None,
     ) -> Context:
         """A fresh request context: its own round-trip counter and DataLoader caches."""
         access = RecordAccess.for_driver(driver, principal, database=database)
-        return cls(access=access, loaders=Loaders(access), feed=feed)
+        return cls(access=access, loaders=Loaders(access), feed=feed, semantic=semantic)
 
 
 Info = strawberry.Info[Context, None]

@@ -215,18 +215,20 @@ class TerminologyQuery:
         outcome = await in_thread(_access(info).subsumes, system, code_a, code_b)
         return SubsumptionOutcome(outcome) if outcome else None
 
-    @strawberry.field(description="$expand: descendants of `root` (or the whole system), paged.")
+    @strawberry.field(description="$expand: descendants of `under` (or the whole system), paged.")
     async def expand(
         self,
         info: Info,
         system: str,
-        root: str | None = None,
+        under: Annotated[
+            str | None, strawberry.argument(description="root code; none: the whole system")
+        ] = None,
         filter: str | None = None,
         first: Annotated[int, strawberry.argument(description="page size, 1-500")] = 50,
         after: str | None = None,
     ) -> Expansion:
         rows, total, has_next = await in_thread(
-            _access(info).expand, system, root, filter, first, after
+            _access(info).expand, system, under, filter, first, after
         )
         return Expansion(
             concepts=[TermConcept.of(c) for c in rows],

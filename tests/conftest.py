@@ -31,6 +31,7 @@ _FOLDER_MARKERS = {
     "app": "graph",
     "mpi": "graph",
     "web": "browser",
+    "nlp": "nlp",
 }
 
 

@@ -56,3 +56,14 @@ def test_module_respects_dependency_rules(package: str, path: Path) -> None:
         allowed = RULES.get(name)
         assert allowed is None or package in allowed, f"{path.relative_to(ROOT)} imports {name}"
         assert (package, name) not in FORBIDDEN_PAIRS, f"{path.relative_to(ROOT)} imports {name}"
+
+
+def test_the_docker_image_copies_every_package_the_wheel_ships() -> None:
+    import tomllib
+
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"][
+        "targets"
+    ]["wheel"]["packages"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    missing = [p for p in packages if f"COPY {p}/ {p}/" not in dockerfile]
+    assert missing == [], f"Dockerfile does not copy {missing}"

@@ -33,7 +33,7 @@ def test_shipped_ontology_is_consistent() -> None:
     assert report.path == ONTOLOGY_PATH
     assert report.classes == len(Label) + ABSTRACT_CLASSES
     assert report.object_properties == len(RelType)
-    assert report.datatype_properties == 18
+    assert report.datatype_properties == 19
     assert report.individuals == len(DomainKind)
     assert report.elapsed_seconds > 0
 

@@ -22,6 +22,7 @@ DATATYPE_PROPERTIES = {
     "system",
     "code",
     "display",
+    "version",
     "name",
     "kind",
     "date",
