@@ -790,6 +790,7 @@ def terminology_embed(
     systems: list[str | None] = [system_url(s) for s in system] if system else [None]
     settings = _settings()
     table = Table(title="concept embeddings")
+    summary: list[str] = []
     for column in ("model", "system", "concepts", "embedded", "unchanged", "no text", "cleared"):
         table.add_column(column, justify="left" if column in ("model", "system") else "right")
     with connected(settings) as driver:
@@ -813,7 +814,13 @@ def terminology_embed(
                 )
                 if report.concepts == 0:
                     console.print(f"[yellow]warning:[/yellow] no concepts in {code_system}")
+                summary.append(
+                    f"{key} {code_system or 'all systems'}: {report.embedded:,} embedded, "
+                    f"{report.unchanged:,} unchanged of {report.concepts:,} concepts"
+                )
     console.print(table)
+    for line in summary:  # one plain line each, for scripts and narrow terminals
+        console.print(line, soft_wrap=True)
 
 
 def _embed_with_progress(
