@@ -763,6 +763,43 @@ def terminology_load(
         raise typer.Exit(EXIT_PARTIAL)
 
 
+@terminology_app.command("import-local")
+def terminology_import_local(
+    path: Annotated[Path, typer.Argument(help="the clinic's code list: CSV or JSON")],
+    system: Annotated[
+        str, typer.Option(help="its code system URL, as its records carry it")
+    ],
+    version: Annotated[str, typer.Option(help="version of the list")] = "1",
+) -> None:
+    """Import a clinic's local code list (code, display, description, unit, frequency) as that
+    domain's code system. Exit 0: all rows loaded; 3: some rows were reported."""
+    from access.terminology import TerminologyAccess
+    from app.terminology import CLI_PRINCIPAL, print_report
+    from graph.schema import ensure_schema
+    from terminology.local import parse_local_codes
+    from terminology.model import TerminologyError
+
+    settings = _settings()
+    try:
+        parsed = parse_local_codes(path, system=system, version=version)
+    except TerminologyError as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+    with connected(settings) as driver:
+        ensure_schema(driver, database=settings.neo4j.database)
+        access = TerminologyAccess.for_driver(
+            driver, CLI_PRINCIPAL, database=settings.neo4j.database
+        )
+        report = access.load([parsed])
+    print_report(report, console)  # lists the reported rows too
+    console.print(
+        f"{system}: {len(parsed.concepts)} codes imported, {len(parsed.problems)} rows reported",
+        soft_wrap=True,
+    )
+    if parsed.problems:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
 @terminology_app.command("embed")
 def terminology_embed(
     system: Annotated[
