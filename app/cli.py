@@ -766,9 +766,7 @@ def terminology_load(
 @terminology_app.command("import-local")
 def terminology_import_local(
     path: Annotated[Path, typer.Argument(help="the clinic's code list: CSV or JSON")],
-    system: Annotated[
-        str, typer.Option(help="its code system URL, as its records carry it")
-    ],
+    system: Annotated[str, typer.Option(help="its code system URL, as its records carry it")],
     version: Annotated[str, typer.Option(help="version of the list")] = "1",
 ) -> None:
     """Import a clinic's local code list (code, display, description, unit, frequency) as that
