@@ -7,20 +7,15 @@ needs: which Patient records got which kinds of data.
 
 from __future__ import annotations
 
-import re
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.pipeline import LoadReport, Quarantine, finish_load, write_tracked
+from app.pipeline import LoadReport, load_units
 from graph.connection import Driver
 from loaders import portal, social
 from loaders.fhir import ParsedUnit
 from mpi.service import MasterIndex
-from ontology.records import GraphBatch
-
-_INDEX = re.compile(r"\[\d+\]")
 
 
 @dataclass(slots=True)
@@ -104,42 +99,22 @@ def _load(
     index: MasterIndex | None,
     link: bool,
     notify: bool,
-    flush_every: int = 50_000,
 ) -> ChannelLoadReport:
-    started = time.perf_counter()
-    report = ChannelLoadReport(files=files)
-    quarantine = Quarantine(quarantine_dir)
-    pending = GraphBatch()
+    def units() -> Iterator[ParsedUnit]:
+        for path, file_units in parsed:
+            yield from file_units
+            if on_file:
+                on_file(path)
 
-    def flush() -> None:
-        nonlocal pending
-        if len(pending):
-            write_tracked(driver, pending, report, batch_size=batch_size, database=database)
-            pending = GraphBatch()
-
-    for path, units in parsed:
-        for unit in units:
-            report.units += 1
-            report.parsed.update(unit.parsed)
-            quarantine.add(unit.quarantined)
-            for q in unit.quarantined:
-                report.reasons[_INDEX.sub("[]", q.reason.split(":")[0])[:60]] += 1
-            pending.extend(unit.batch)
-        if on_file:
-            on_file(path)
-        if len(pending) >= flush_every:
-            flush()
-    flush()
-    finish_load(
+    return load_units(
         driver,
-        report,
+        units(),
+        ChannelLoadReport(files=files),
+        quarantine_dir=quarantine_dir,
         source=source,
+        batch_size=batch_size,
+        database=database,
         index=index,
         link=link,
         notify=notify,
-        database=database,
     )
-    report.quarantined = quarantine.count
-    report.quarantine_file = quarantine.path if quarantine.count else None
-    report.seconds = time.perf_counter() - started
-    return report

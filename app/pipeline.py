@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import orjson
 
@@ -102,41 +104,78 @@ def load_fhir(
     and the records whose data changed are published to the change feed unless ``notify`` is
     off (a re-load of unchanged data changes nothing and tells no one).
     """
+    units = discover(paths)
+    report = LoadReport(files=sum(len(u) for u in units))
+
+    def parsed() -> Iterator[ParsedUnit]:
+        for files in units:
+            unit = parse_unit(files, domain=domain, include_claims=include_claims)
+            yield unit
+            if on_unit:
+                on_unit(unit)
+
+    return load_units(
+        driver,
+        parsed(),
+        report,
+        quarantine_dir=quarantine_dir,
+        source=f"load:fhir:{','.join(str(p) for p in paths)}",
+        batch_size=batch_size,
+        database=database,
+        flush_every=flush_every,
+        index=index,
+        link=link,
+        notify=notify,
+    )
+
+
+_INDEX = re.compile(r"\[\d+\]")
+
+
+def reason_key(reason: str) -> str:
+    """A quarantine reason without its particulars, for counting (``field[3]: ...`` ->
+    ``field[]``)."""
+    return _INDEX.sub("[]", reason.split(":")[0].split("=")[0])[:60]
+
+
+R = TypeVar("R", bound=LoadReport)
+
+
+def load_units(
+    driver: Driver,
+    units: Iterable[ParsedUnit],
+    report: R,
+    *,
+    quarantine_dir: Path,
+    source: str,
+    batch_size: int = 5000,
+    database: str | None = None,
+    flush_every: int = 50_000,
+    index: MasterIndex | None = None,
+    link: bool = True,
+    notify: bool = True,
+) -> R:
+    """Phase two of every batch load: quarantine the bad, merge the good into batches of
+    about ``flush_every`` elements, write them (tracking which records changed), then link
+    and publish (:func:`finish_load`)."""
     started = time.perf_counter()
-    report = LoadReport()
     quarantine = Quarantine(quarantine_dir)
     pending = GraphBatch()
-    units = discover(paths)
-    report.files = sum(len(u) for u in units)
-
-    def flush() -> None:
-        nonlocal pending
-        if len(pending):
-            write_tracked(driver, pending, report, batch_size=batch_size, database=database)
-            pending = GraphBatch()
-
-    for files in units:
-        unit = parse_unit(files, domain=domain, include_claims=include_claims)
+    for unit in units:
         report.units += 1
         report.parsed.update(unit.parsed)
         report.skipped.update(unit.skipped)
         quarantine.add(unit.quarantined)
         for q in unit.quarantined:
-            report.reasons[q.reason.split(":")[0].split("=")[0][:60]] += 1
+            report.reasons[reason_key(q.reason)] += 1
         pending.extend(unit.batch)
-        if on_unit:
-            on_unit(unit)
         if len(pending) >= flush_every:
-            flush()
-    flush()
+            write_tracked(driver, pending, report, batch_size=batch_size, database=database)
+            pending = GraphBatch()
+    if len(pending):
+        write_tracked(driver, pending, report, batch_size=batch_size, database=database)
     finish_load(
-        driver,
-        report,
-        source=f"load:fhir:{','.join(str(p) for p in paths)}",
-        index=index,
-        link=link,
-        notify=notify,
-        database=database,
+        driver, report, source=source, index=index, link=link, notify=notify, database=database
     )
     report.quarantined = quarantine.count
     report.quarantine_file = quarantine.path if quarantine.count else None

@@ -22,24 +22,28 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx2
-import uvicorn
-from starlette.applications import Starlette
 
 from access.policy import Principal, Role
 from access.readings import ReadingAccess
 from app.readings import load_readings
 from app.server import create_app
 from app.settings import Neo4jSettings, Settings
-from bench.common import DEFAULT_SEED, fresh_neo4j, log, num, percentile, population, print_table
-from graph.embedded import free_port
+from bench.common import (
+    DEFAULT_SEED,
+    fresh_neo4j,
+    log,
+    num,
+    percentile,
+    population,
+    print_table,
+    serve,
+)
 from graph.readings import (
     NAIVE_INDEX,
     NAIVE_TREND,
@@ -64,27 +68,6 @@ query($id: ID!, $since: DateTime!, $until: DateTime!) { patient(id: $id) { ... o
   readingTrend(metric: "heart_rate", since: $since, until: $until, every: DAY) {
     start count min max mean stddev } } } }
 """
-
-
-@contextmanager
-def serve(app: Starlette) -> Iterator[str]:
-    """The app under uvicorn in a daemon thread, on a free port; yields its base URL."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, name="bench-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def post_batches(

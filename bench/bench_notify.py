@@ -36,14 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-import uvicorn
-from starlette.applications import Starlette
 from websockets.sync.client import connect
 
 from app.notify import Notifier
 from app.server import create_app
 from app.settings import ApiSettings, Neo4jSettings, Settings
-from bench.common import fresh_neo4j, log, num, percentile, print_table
+from bench.common import fresh_neo4j, log, num, percentile, print_table, serve
 from graph import outbox
 from graph.connection import Driver
 from graph.embedded import free_port
@@ -93,24 +91,6 @@ class Arrivals:
     def has_all(self, ids: Sequence[str]) -> bool:
         with self.lock:
             return all(i in self.times for i in ids)
-
-
-@contextmanager
-def serve(app: Starlette) -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="bench-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 @contextmanager

@@ -19,10 +19,8 @@ import asyncio
 import random
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +28,6 @@ from typing import Any
 import httpx2
 import neo4j
 import strawberry
-import uvicorn
-from starlette.applications import Starlette
 
 from access.policy import Principal, Role
 from app.pipeline import load_fhir
@@ -45,10 +41,10 @@ from bench.common import (
     percentile,
     population,
     print_table,
+    serve,
 )
 from graph import reader as q
 from graph.connection import Driver
-from graph.embedded import free_port
 from graph.reader import ALL_FACTS, FactFilter
 from ontology.model import Label
 from resolvers.context import Context
@@ -190,27 +186,6 @@ def post_full_record(client: httpx2.Client, uid: str) -> tuple[float, int]:
     if body.get("errors") or body["data"]["patient"]["__typename"] != "Patient":
         raise RuntimeError(f"FULL_RECORD failed over HTTP for {uid}: {body.get('errors')}")
     return elapsed, len(response.content)
-
-
-@contextmanager
-def serve(app: Starlette) -> Iterator[str]:
-    """The app under uvicorn in a daemon thread, on a free port; yields its base URL."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, name="bench-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def timed(fn: Callable[[str], object], uids: Sequence[str], reps: int) -> list[float]:

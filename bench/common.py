@@ -9,11 +9,15 @@ from __future__ import annotations
 import math
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import uvicorn
+from starlette.applications import Starlette
 
 from app.settings import REPO_ROOT
 from graph.connection import Driver, open_driver
@@ -60,6 +64,30 @@ def fresh_neo4j(*, heap: str = "2g", pagecache: str = "1g") -> Iterator[BenchNeo
                 driver.close()
         finally:
             server.stop()
+
+
+# --------------------------------------------------------------------------- the app
+
+
+@contextmanager
+def serve(app: Starlette) -> Iterator[str]:
+    """The app under uvicorn in a daemon thread, on a free port; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, name="bench-uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 # --------------------------------------------------------------------------- data

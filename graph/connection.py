@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import neo4j
 
 from graph.errors import GraphError
@@ -27,6 +30,26 @@ def open_driver(uri: str, user: str, password: str | None) -> neo4j.Driver:
         driver.close()
         raise GraphError(f"cannot reach Neo4j at {uri}: {e}") from e
     return driver
+
+
+def run_read(
+    driver: neo4j.Driver, query: str, params: Mapping[str, Any], database: str | None = None
+) -> list[neo4j.Record]:
+    """One auto-committed read, routed to a reader (values only as parameters)."""
+    records, _, _ = driver.execute_query(
+        neo4j.Query(query), dict(params), routing_=neo4j.RoutingControl.READ, database_=database
+    )
+    return records
+
+
+def run_write(
+    driver: neo4j.Driver, query: str, params: Mapping[str, Any], database: str | None = None
+) -> list[neo4j.Record]:
+    """One auto-committed write, routed to the leader."""
+    records, _, _ = driver.execute_query(
+        neo4j.Query(query), dict(params), routing_=neo4j.RoutingControl.WRITE, database_=database
+    )
+    return records
 
 
 def apoc_version(driver: neo4j.Driver) -> str | None:

@@ -23,6 +23,8 @@ from typing import Any
 
 import neo4j
 
+from graph.connection import run_read, run_write
+
 #: The properties record linkage reads from a Patient record.
 DEMOGRAPHIC_FIELDS = (
     "uid: r.uid, domain: r.sourceDomain, family: r.family, given: r.given, "
@@ -206,37 +208,13 @@ ORDER BY r.uid
 """
 
 
-def _write(
-    driver: neo4j.Driver, query: str, params: Mapping[str, Any], database: str | None
-) -> list[neo4j.Record]:
-    records, _, _ = driver.execute_query(
-        neo4j.Query(query),
-        dict(params),
-        routing_=neo4j.RoutingControl.WRITE,
-        database_=database,
-    )
-    return records
-
-
-def _read(
-    driver: neo4j.Driver, query: str, params: Mapping[str, Any], database: str | None
-) -> list[neo4j.Record]:
-    records, _, _ = driver.execute_query(
-        neo4j.Query(query),
-        dict(params),
-        routing_=neo4j.RoutingControl.READ,
-        database_=database,
-    )
-    return records
-
-
 def pending_records(driver: neo4j.Driver, *, database: str | None = None) -> list[dict[str, Any]]:
     """Patient records no Person holds yet (just loaded or created)."""
-    return [dict(r["record"]) for r in _read(driver, PENDING_RECORDS, {}, database)]
+    return [dict(r["record"]) for r in run_read(driver, PENDING_RECORDS, {}, database)]
 
 
 def all_records(driver: neo4j.Driver, *, database: str | None = None) -> list[dict[str, Any]]:
-    return [dict(r["record"]) for r in _read(driver, ALL_RECORDS, {}, database)]
+    return [dict(r["record"]) for r in run_read(driver, ALL_RECORDS, {}, database)]
 
 
 def linked_records_sharing(
@@ -246,14 +224,14 @@ def linked_records_sharing(
     params = {"keys": sorted(set(keys))}
     if not params["keys"]:
         return []
-    rows = _read(driver, LINKED_RECORDS_SHARING_KEYS, params, database)
+    rows = run_read(driver, LINKED_RECORDS_SHARING_KEYS, params, database)
     return [dict(r["record"]) for r in rows]
 
 
 def records_by_uid(
     driver: neo4j.Driver, uids: Sequence[str], *, database: str | None = None
 ) -> list[dict[str, Any]]:
-    rows = _read(driver, RECORDS_BY_UID, {"uids": list(uids)}, database)
+    rows = run_read(driver, RECORDS_BY_UID, {"uids": list(uids)}, database)
     return [dict(r["record"]) for r in rows]
 
 
@@ -261,7 +239,7 @@ def set_match_keys(
     driver: neo4j.Driver, rows: Sequence[Mapping[str, Any]], *, database: str | None = None
 ) -> None:
     if rows:
-        _write(driver, SET_MATCH_KEYS, {"rows": list(rows)}, database)
+        run_write(driver, SET_MATCH_KEYS, {"rows": list(rows)}, database)
 
 
 def link_records(
@@ -274,13 +252,15 @@ def link_records(
 ) -> None:
     """``rows``: ``{record, person, props}``; a record's link to any other person is replaced."""
     for i in range(0, len(rows), batch_size):
-        _write(driver, LINK_RECORDS, {"rows": list(rows[i : i + batch_size]), "now": now}, database)
+        run_write(
+            driver, LINK_RECORDS, {"rows": list(rows[i : i + batch_size]), "now": now}, database
+        )
 
 
 def records_of_persons(
     driver: neo4j.Driver, uids: Sequence[str], *, database: str | None = None
 ) -> dict[str, list[dict[str, Any]]]:
-    rows = _read(driver, RECORDS_OF_PERSONS, {"uids": list(uids)}, database)
+    rows = run_read(driver, RECORDS_OF_PERSONS, {"uids": list(uids)}, database)
     return {r["uid"]: [dict(x) for x in r["records"]] for r in rows}
 
 
@@ -288,7 +268,7 @@ def set_persons(
     driver: neo4j.Driver, rows: Sequence[Mapping[str, Any]], *, database: str | None = None
 ) -> None:
     if rows:
-        _write(driver, SET_PERSONS, {"rows": list(rows)}, database)
+        run_write(driver, SET_PERSONS, {"rows": list(rows)}, database)
 
 
 def delete_empty_persons(
@@ -297,7 +277,7 @@ def delete_empty_persons(
     params = {"uids": sorted(set(uids))}
     if not params["uids"]:
         return 0
-    rows = _write(driver, DELETE_EMPTY_PERSONS, params, database)
+    rows = run_write(driver, DELETE_EMPTY_PERSONS, params, database)
     return int(rows[0]["deleted"]) if rows else 0
 
 
@@ -310,13 +290,13 @@ def upsert_candidates(
 ) -> None:
     """Open (or refresh) review items; decided ones are left as the steward left them."""
     if rows:
-        _write(driver, UPSERT_CANDIDATES, {"rows": list(rows), "now": now}, database)
+        run_write(driver, UPSERT_CANDIDATES, {"rows": list(rows), "now": now}, database)
 
 
 def close_resolved_candidates(
     driver: neo4j.Driver, *, now: datetime, database: str | None = None
 ) -> int:
-    rows = _write(driver, CLOSE_RESOLVED_CANDIDATES, {"now": now}, database)
+    rows = run_write(driver, CLOSE_RESOLVED_CANDIDATES, {"now": now}, database)
     return int(rows[0]["closed"]) if rows else 0
 
 
@@ -326,7 +306,7 @@ def open_candidate_person_pairs(
     params = {"persons": sorted(set(persons))}
     if not params["persons"]:
         return set()
-    rows = _read(driver, OPEN_CANDIDATE_PERSON_PAIRS, params, database)
+    rows = run_read(driver, OPEN_CANDIDATE_PERSON_PAIRS, params, database)
     return {(min(r["a"], r["b"]), max(r["a"], r["b"])) for r in rows}
 
 
@@ -336,7 +316,7 @@ def rejected_pairs(
     params = {"uids": sorted(set(uids))}
     if not params["uids"]:
         return set()
-    rows = _read(driver, REJECTED_PAIRS, params, database)
+    rows = run_read(driver, REJECTED_PAIRS, params, database)
     return {(r["left"], r["right"]) for r in rows}
 
 
@@ -353,8 +333,8 @@ def review_queue(
         "limit": limit,
         "after": list(after) if after else None,
     }
-    rows = _read(driver, REVIEW_QUEUE, params, database)
-    total = _read(driver, REVIEW_QUEUE_COUNT, {"status": status}, database)[0]["n"]
+    rows = run_read(driver, REVIEW_QUEUE, params, database)
+    total = run_read(driver, REVIEW_QUEUE_COUNT, {"status": status}, database)[0]["n"]
     items = [{**dict(r["candidate"]), "records": [dict(x) for x in r["records"]]} for r in rows]
     return items, int(total)
 
@@ -362,7 +342,7 @@ def review_queue(
 def candidate(
     driver: neo4j.Driver, uid: str, *, database: str | None = None
 ) -> dict[str, Any] | None:
-    rows = _read(driver, CANDIDATE_BY_UID, {"uid": uid}, database)
+    rows = run_read(driver, CANDIDATE_BY_UID, {"uid": uid}, database)
     return dict(rows[0]["candidate"]) if rows else None
 
 
@@ -382,14 +362,14 @@ def log_decision(
         "candidates": list(candidates),
         "status": status,
     }
-    _write(driver, LOG_DECISION, params, database)
+    run_write(driver, LOG_DECISION, params, database)
 
 
 def decisions_for_record(
     driver: neo4j.Driver, uid: str, *, database: str | None = None
 ) -> list[dict[str, Any]]:
     return [
-        dict(r["decision"]) for r in _read(driver, DECISIONS_FOR_RECORD, {"uid": uid}, database)
+        dict(r["decision"]) for r in run_read(driver, DECISIONS_FOR_RECORD, {"uid": uid}, database)
     ]
 
 
@@ -397,7 +377,7 @@ def load_model(
     driver: neo4j.Driver, *, database: str | None = None
 ) -> tuple[str, float | None, float | None] | None:
     """The current model's JSON and the thresholds the index last linked with."""
-    rows = _read(driver, LOAD_MODEL, {}, database)
+    rows = run_read(driver, LOAD_MODEL, {}, database)
     if not rows:
         return None
     return str(rows[0]["json"]), rows[0]["auto"], rows[0]["review"]
@@ -406,7 +386,7 @@ def load_model(
 def store_thresholds(
     driver: neo4j.Driver, auto: float, review: float, *, database: str | None = None
 ) -> None:
-    _write(driver, STORE_THRESHOLDS, {"auto": auto, "review": review}, database)
+    run_write(driver, STORE_THRESHOLDS, {"auto": auto, "review": review}, database)
 
 
 def store_model_json(
@@ -419,4 +399,4 @@ def store_model_json(
     database: str | None = None,
 ) -> None:
     params = {"json": text, "records": records, "source": source, "now": now}
-    _write(driver, STORE_MODEL, params, database)
+    run_write(driver, STORE_MODEL, params, database)

@@ -20,6 +20,7 @@ from typing import Any
 
 import neo4j
 
+from graph.connection import run_read
 from ontology.model import Label
 
 
@@ -294,11 +295,11 @@ def nearest(
         raise ValueError(f"query vector has {len(vector)} dimensions, expected {slot.dimensions}")
     query_vector = [float(x) for x in vector]
     if system is not None:
-        count = _read(
+        count = run_read(
             driver, count_query(slot), {"system": system, "limit": exact_scan_limit + 1}, database
         )[0]["n"]
         if count <= exact_scan_limit:
-            records = _read(
+            records = run_read(
                 driver,
                 exact_query(slot),
                 {"system": system, "vector": query_vector, "k": k},
@@ -308,7 +309,7 @@ def nearest(
     # a little headroom even unfiltered: the quantised index may order near-ties wrongly
     fetch = 2 * k if system is None else k * OVERSAMPLE
     while True:
-        record = _read(
+        record = run_read(
             driver,
             index_query(slot),
             {"index": slot.index, "fetch": fetch, "vector": query_vector, "system": system},
@@ -329,20 +330,10 @@ def read_vectors(
 ) -> Iterator[tuple[str, str | None, list[float]]]:
     """``(uid, system, vector)`` of every concept with a vector in the slot (benchmarks,
     exports of an embedding space)."""
-    for r in _read(driver, READ_VECTORS, {"property": slot.property, "system": system}, database):
+    for r in run_read(
+        driver, READ_VECTORS, {"property": slot.property, "system": system}, database
+    ):
         yield r["uid"], r["system"], list(r["vector"])
-
-
-def _read(
-    driver: neo4j.Driver, query: str, params: Mapping[str, Any], database: str | None
-) -> list[neo4j.Record]:
-    records, _, _ = driver.execute_query(
-        neo4j.Query(query),
-        dict(params),
-        routing_=neo4j.RoutingControl.READ,
-        database_=database,
-    )
-    return records
 
 
 def _hit(r: Mapping[str, Any]) -> VectorHit:

@@ -8,6 +8,9 @@ Tests that write their own data use their own domain ids, so they never disturb 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,6 +121,23 @@ def scratch_dir(tmp_path: Path, driver: neo4j.Driver) -> Iterator[Path]:
     folder.mkdir()
     yield folder
     purge_domains(driver, f"mis:{name}")
+
+
+def run_cli(args: list[str], neo4j_uri: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """The ``medshadow`` console script as a user runs it, against the session's Neo4j."""
+    env = {
+        **os.environ,
+        "MEDSHADOW_NEO4J__URI": neo4j_uri,
+        "MEDSHADOW_DATA_DIR": str(tmp_path / "data"),
+        "COLUMNS": "200",  # rich tables: one row per line
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def purge_domains(driver: neo4j.Driver, *domains: str) -> None:

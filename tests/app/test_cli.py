@@ -16,18 +16,11 @@ from rdflib.namespace import RDF
 from app.pipeline import LoadReport
 from ontology.model import NAMESPACE
 from ontology.rdf import node_iri
+from tests.conftest import run_cli
 
 MS = rdflib.Namespace(NAMESPACE)
+
 CLI = [sys.executable, "-m", "app.cli"]
-
-
-def _run(args: list[str], neo4j_uri: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "MEDSHADOW_NEO4J__URI": neo4j_uri,
-        "MEDSHADOW_DATA_DIR": str(tmp_path / "data"),
-    }
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_export_rdf_round_trips_through_rdflib(
@@ -39,7 +32,7 @@ def test_export_rdf_round_trips_through_rdflib(
     )
     person, recs = records[0]["uid"], records[0]["recs"]
     out = tmp_path / "patient.ttl"
-    done = _run(["export", "rdf", "--patient", person, "-o", str(out)], neo4j_uri, tmp_path)
+    done = run_cli(["export", "rdf", "--patient", person, "-o", str(out)], neo4j_uri, tmp_path)
     assert done.returncode == 0, done.stderr
 
     g = rdflib.Graph().parse(out, format="turtle")
@@ -68,7 +61,7 @@ def test_export_rdf_round_trips_through_rdflib(
 def test_export_rdf_unknown_patient_fails_clearly(
     neo4j_uri: str, loaded_sample: LoadReport, tmp_path: Path
 ) -> None:
-    done = _run(["export", "rdf", "--patient", "nid:does-not-exist"], neo4j_uri, tmp_path)
+    done = run_cli(["export", "rdf", "--patient", "nid:does-not-exist"], neo4j_uri, tmp_path)
     assert done.returncode == 1
     assert "no patient with id" in done.stderr
 
@@ -85,7 +78,7 @@ def test_load_command_reports_and_exits_3_on_quarantine(
         "name": [{"family": "Clitest"}],
     }
     (folder / "good.json").write_text(json.dumps(patient))
-    done = _run(["load", "fhir", str(folder)], neo4j_uri, tmp_path)
+    done = run_cli(["load", "fhir", str(folder)], neo4j_uri, tmp_path)
     assert done.returncode == 3, done.stderr
     assert "1 resources quarantined" in done.stderr
     assert "(:Patient)" in done.stderr
@@ -95,7 +88,7 @@ def test_load_command_reports_and_exits_3_on_quarantine(
 
 
 def test_ontology_check_reports_consistent(neo4j_uri: str, tmp_path: Path) -> None:
-    done = _run(["ontology", "check"], neo4j_uri, tmp_path)
+    done = run_cli(["ontology", "check"], neo4j_uri, tmp_path)
     assert done.returncode == 0, done.stderr
     assert "consistent=True" in done.stderr.replace("\n", "")
 

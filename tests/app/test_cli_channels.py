@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,18 +13,7 @@ import pytest
 from loaders.portal import portal_domain
 from loaders.portal_gen import generate_portal
 from loaders.social import community_domain
-from tests.conftest import purge_domains
-
-CLI = [sys.executable, "-m", "app.cli"]
-
-
-def _run(args: list[str], neo4j_uri: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "MEDSHADOW_NEO4J__URI": neo4j_uri,
-        "MEDSHADOW_DATA_DIR": str(tmp_path / "data"),
-    }
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=300)
+from tests.conftest import purge_domains, run_cli
 
 
 @pytest.fixture
@@ -48,7 +34,7 @@ def test_load_portal_and_social_commands(
     portal, community = names
     export = tmp_path / "portal"
     report = generate_portal(sample_domains, export, seed=3, fraction=0.5)
-    done = _run(["load", "portal", "--portal", portal, str(export)], neo4j_uri, tmp_path)
+    done = run_cli(["load", "portal", "--portal", portal, str(export)], neo4j_uri, tmp_path)
     assert done.returncode == 0, done.stderr
     assert "portal load" in done.stderr
     records, _, _ = driver.execute_query(
@@ -65,7 +51,7 @@ def test_load_portal_and_social_commands(
         "text": "hello",
     }
     posts.write_text(json.dumps(good) + "\n" + json.dumps({**good, "id": "p2", "text": ""}) + "\n")
-    done = _run(["load", "social", str(posts)], neo4j_uri, tmp_path)
+    done = run_cli(["load", "social", str(posts)], neo4j_uri, tmp_path)
     assert done.returncode == 3, done.stderr  # loaded, one line quarantined
     assert "1 entries quarantined" in done.stderr
     assert "text" in done.stderr

@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import neo4j
 
-CLI = [sys.executable, "-m", "app.cli", "terminology", "load"]
+from tests.conftest import run_cli
 
-
-def _run(args: list[str], neo4j_uri: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "MEDSHADOW_NEO4J__URI": neo4j_uri,
-        "MEDSHADOW_DATA_DIR": str(tmp_path / "data"),
-        "COLUMNS": "200",
-    }
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=300)
+LOAD = ["terminology", "load"]
 
 
 def test_load_reports_per_system_and_names_bad_rows(
     neo4j_uri: str, driver: neo4j.Driver, tmp_path: Path
 ) -> None:
-    done = _run(["--system", "loinc"], neo4j_uri, tmp_path)
+    done = run_cli([*LOAD, "--system", "loinc"], neo4j_uri, tmp_path)
     assert done.returncode == 0, done.stderr
     assert "http://loinc.org" in done.stderr
     assert "top2000-1.6" in done.stderr
@@ -36,12 +25,12 @@ def test_load_reports_per_system_and_names_bad_rows(
     assert records[0]["d"] == "Hemoglobin [Mass/volume] in Blood"
     assert "top2000-1.6" in records[0]["v"]
 
-    ucum = _run(["--system", "ucum"], neo4j_uri, tmp_path)
+    ucum = run_cli([*LOAD, "--system", "ucum"], neo4j_uri, tmp_path)
     assert ucum.returncode == 3  # loaded, one row of the common-units table reported
     assert "ucum_examples.tsv:838: Torr: not valid UCUM" in ucum.stderr.replace("\n", "")
 
 
 def test_unknown_source_fails_clearly(neo4j_uri: str, tmp_path: Path) -> None:
-    done = _run(["--system", "nope"], neo4j_uri, tmp_path)
+    done = run_cli([*LOAD, "--system", "nope"], neo4j_uri, tmp_path)
     assert done.returncode == 2
     assert "unknown sources ['nope']" in done.stderr

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import neo4j
 import pytest
+
+from tests.conftest import run_cli
 
 pytestmark = pytest.mark.graph
 
@@ -28,19 +28,7 @@ def system(driver: neo4j.Driver) -> Iterator[str]:
 
 
 def _embed(args: list[str], neo4j_uri: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "MEDSHADOW_NEO4J__URI": neo4j_uri,
-        "MEDSHADOW_DATA_DIR": str(tmp_path),
-        "COLUMNS": "200",  # one table row per line
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", "terminology", "embed", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_cli(["terminology", "embed", *args], neo4j_uri, tmp_path)
 
 
 def test_embed_command_writes_vectors_once(
