@@ -43,6 +43,7 @@ class Action(StrEnum):
     SUBSCRIBE_CHANGES = "subscribe_changes"  # GraphQL subscriptions to change events
     READ_TERMINOLOGY = "read_terminology"  # lookup, validate, subsume, expand, search, translate
     WRITE_TERMINOLOGY = "write_terminology"  # load code systems and concept maps
+    CURATE_MAPPINGS = "curate_mappings"  # the mapping workbench: suggest, review, publish
 
 
 _ALLOWED: Mapping[Role, frozenset[Action]] = {
@@ -58,7 +59,9 @@ _ALLOWED: Mapping[Role, frozenset[Action]] = {
     Role.STEWARD: frozenset(
         {Action.READ_PATIENT, Action.SEARCH_PATIENTS, Action.MATCH_PATIENT, Action.REVIEW_LINKS}
     ),
-    Role.TERMINOLOGIST: frozenset({Action.READ_TERMINOLOGY, Action.WRITE_TERMINOLOGY}),
+    Role.TERMINOLOGIST: frozenset(
+        {Action.READ_TERMINOLOGY, Action.WRITE_TERMINOLOGY, Action.CURATE_MAPPINGS}
+    ),
     Role.PATIENT: frozenset({Action.WRITE_PORTAL}),
     Role.DEVICE: frozenset({Action.INGEST_READINGS}),
     Role.INTEGRATOR: frozenset(

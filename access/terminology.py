@@ -12,7 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from access.policy import Action, Principal, RecordAccess, require
+from access.mapping import MappingAccess, Suggester
+from access.policy import Action, Principal, RecordAccess, Role, require
 from graph import terminology as q
 from graph.connection import Driver
 from graph.reader import GraphReader, lucene_query
@@ -255,8 +256,22 @@ class TerminologyAccess:
         systems: Sequence[ParsedSystem],
         *,
         progress: Callable[[int], None] | None = None,
+        suggester: Suggester | None = None,
     ) -> q.TerminologyLoad:
+        """Load code system versions; mappings whose targets a new version retires or
+        changes are flagged for re-review (with fresh suggestions when ``suggester`` is
+        given), as ``report.flagged``."""
         require(self.principal, Action.WRITE_TERMINOLOGY)
-        return q.load_systems(
+        report = q.load_systems(
             self._reader.driver, systems, database=self._reader.database, progress=progress
         )
+        mappings = MappingAccess(
+            self._reader.driver,
+            Principal(self.principal.subject, Role.TERMINOLOGIST),  # loading implies curating
+            suggester=suggester,
+            database=self._reader.database,
+        )
+        for s in report.systems:
+            if s.retired or s.changed:
+                report.flagged += mappings.rereview(s.system, s.version).flagged
+        return report

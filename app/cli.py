@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -48,6 +49,10 @@ mpi_app = typer.Typer(no_args_is_help=True, help="The master patient index")
 app.add_typer(mpi_app, name="mpi")
 terminology_app = typer.Typer(no_args_is_help=True, help="Code systems in the graph")
 app.add_typer(terminology_app, name="terminology")
+mapping_app = typer.Typer(
+    no_args_is_help=True, help="The mapping workbench: local codes onto shared terminology"
+)
+app.add_typer(mapping_app, name="mapping")
 
 console = Console(stderr=True)
 EXIT_PARTIAL = 3  # loaded, but some resources were quarantined or references dangled
@@ -593,6 +598,37 @@ def _load_sample_once(settings: Settings, driver: Driver) -> None:
     _load_sample_channels(settings, driver, domains_dir)
     _load_sample_iot(settings, driver, domains_dir)
     _load_terminology_once(settings, driver)
+    _map_sample_once(settings, driver, domains_dir)
+
+
+def _map_sample_once(settings: Settings, driver: Driver, domains_dir: Path) -> None:
+    """The localized clinics' code lists imported, SNOMED CT and LOINC embedded (only what is
+    new), and first suggestions made, so the workbench has a queue (each step once)."""
+    from access.terminology import TerminologyAccess
+    from app.mapping_cli import cli_principal, suggest
+    from graph.mapping import status_counts
+    from nlp.semantic import embed_concepts
+    from terminology.local import parse_local_codes
+    from terminology.model import LOINC, SNOMED
+
+    marker = domains_dir / "localized.done"
+    clinics = marker.read_text().split() if marker.is_file() else []
+    if not clinics:
+        return
+    db = settings.neo4j.database
+    present = {(r["sourceSystem"], r["targetSystem"]) for r in status_counts(driver, "main")}
+    for org in clinics:
+        lists = domains_dir.parent / "local-codes" / org
+        for kind, name, target in (("dx", "diagnoses.csv", SNOMED), ("lab", "labs.csv", LOINC)):
+            system = f"urn:medshadow:local:{org}:{kind}"
+            if (system, target) in present or not (lists / name).is_file():
+                continue
+            parsed = parse_local_codes(lists / name, system=system)
+            TerminologyAccess.for_driver(driver, cli_principal(), database=db).load([parsed])
+            with console.status(f"embedding {target} concept names (once)…"):
+                for model in ("minilm", "e5"):
+                    embed_concepts(driver, model, system=target, database=db)
+            suggest(settings, driver, system, target)
 
 
 def _load_terminology_once(settings: Settings, driver: Driver) -> None:
@@ -663,6 +699,14 @@ def _serve(
     # handler that would kill the process before ``connected`` stops the embedded Neo4j it
     # started (a ``docker stop`` or systemd stop would leave the JVM running).
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    workbench_token = None
+    if load and "terminologist" not in {v.split(":")[0] for v in settings.api.tokens.values()}:
+        # the demo's terminologist: a token made for this run only, never stored
+        workbench_token = secrets.token_urlsafe(18)
+        tokens = {**settings.api.tokens, workbench_token: "terminologist:demo"}
+        settings = settings.model_copy(
+            update={"api": settings.api.model_copy(update={"tokens": tokens})}
+        )
     with connected(settings) as driver:
         if load:
             _load_sample_once(settings, driver)
@@ -671,6 +715,12 @@ def _serve(
         console.print(
             f"[bold green]medshadow[/bold green] on http://{h}:{p}/ui/  (GraphQL: /graphql)"
         )
+        if workbench_token:
+            console.print(
+                f"mapping workbench (terminologist): http://{h}:{p}/ui/mapping.html"
+                f"#token={workbench_token}",
+                soft_wrap=True,
+            )
         uvicorn.run(application, host=h, port=p, log_level="info")
 
 
@@ -930,6 +980,198 @@ def export_sdl() -> None:
     from resolvers.schema import build_schema
 
     sys.stdout.write(build_schema().as_str() + "\n")
+
+
+# -- mapping workbench --------------------------------------------------------------------------
+
+_SOURCE = Annotated[str, typer.Argument(help="the local code system (its URL/URN)")]
+_TARGET = Annotated[str, typer.Option("--target", help="target system: snomed, loinc, icd10, …")]
+_WORKSPACE = Annotated[
+    str, typer.Option(help="'main', or a reviewer's own workspace for independent mapping")
+]
+
+
+def _curation_errors() -> tuple[type[Exception], ...]:
+    from terminology.conceptmap import ConceptMapError
+    from terminology.curation import CurationError
+
+    return (CurationError, ConceptMapError)
+
+
+@mapping_app.command("suggest")
+def mapping_suggest(
+    source: _SOURCE,
+    target: _TARGET,
+    workspace: _WORKSPACE = "main",
+    code: Annotated[list[str] | None, typer.Option(help="only these codes (repeatable)")] = None,
+) -> None:
+    """Rank standard-code candidates for a local code system's codes (lexical, embeddings,
+    re-rank by units, values and kind; an LLM when configured) and store them for review."""
+    from app.mapping_cli import suggest
+
+    settings = _settings()
+    with connected(settings) as driver:
+        try:
+            suggest(settings, driver, source, target, workspace=workspace, codes=code)
+        except _curation_errors() as e:
+            console.print(f"[red]error:[/red] {e}")
+            raise typer.Exit(2) from e
+
+
+@mapping_app.command("list")
+def mapping_list(
+    source: _SOURCE,
+    target: _TARGET,
+    workspace: _WORKSPACE = "main",
+    status: Annotated[list[str] | None, typer.Option(help="unreviewed, approved, …")] = None,
+    limit: Annotated[int, typer.Option(help="how many to show")] = 30,
+) -> None:
+    """The review queue: local code, its best candidate, score, status."""
+    from app.mapping_cli import mapping_access
+    from graph.mapping import MappingFilter
+
+    settings = _settings()
+    with connected(settings) as driver:
+        access = mapping_access(settings, driver)
+        try:
+            flt = MappingFilter(
+                workspace=workspace,
+                source_system=source,
+                target_system=target,
+                statuses=tuple(status) if status else None,
+            )
+            rows, total = access.mappings(flt, first=limit)
+        except _curation_errors() as e:
+            console.print(f"[red]error:[/red] {e}")
+            raise typer.Exit(2) from e
+    table = Table(title=f"{total} mappings {source} → {target} ({workspace})")
+    for column in ("local", "display", "target", "target display", "score", "status"):
+        table.add_column(column)
+    for m in rows:
+        score = m.get("score")
+        table.add_row(
+            m["sourceCode"],
+            m.get("sourceDisplay") or "",
+            m.get("targetCode") or "",
+            m.get("targetDisplay") or "",
+            f"{score:.2f}" if isinstance(score, float) else "",
+            m["status"],
+        )
+    console.print(table)
+
+
+@mapping_app.command("publish")
+def mapping_publish(
+    source: _SOURCE,
+    target: _TARGET,
+    workspace: _WORKSPACE = "main",
+    name: Annotated[str | None, typer.Option(help="concept map name (default derived)")] = None,
+) -> None:
+    """Publish the approved mappings as the next concept map version; locally coded facts get
+    the standard codes."""
+    from app.mapping_cli import mapping_access
+
+    settings = _settings()
+    with connected(settings) as driver:
+        try:
+            p = mapping_access(settings, driver).publish(
+                source, target, workspace=workspace, name=name
+            )
+        except _curation_errors() as e:
+            console.print(f"[red]error:[/red] {e}")
+            raise typer.Exit(2) from e
+    console.print(
+        f"published {p.name} version {p.version}: {p.elements} elements, {p.links} links, "
+        f"{p.facts_coded} facts coded with the standard codes"
+    )
+
+
+@mapping_app.command("export")
+def mapping_export(
+    name: Annotated[str, typer.Argument(help="concept map name")],
+    version: Annotated[str | None, typer.Option(help="default: the current version")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="fhir (JSON) or sssom (TSV)")] = "fhir",
+    output: Annotated[Path | None, typer.Option("-o", help="file (default: stdout)")] = None,
+) -> None:
+    """A published concept map as FHIR ConceptMap JSON or SSSOM TSV."""
+    from app.mapping_cli import mapping_access
+
+    if fmt not in ("fhir", "sssom"):
+        console.print(f"[red]error:[/red] unknown format {fmt!r}: fhir or sssom")
+        raise typer.Exit(2)
+    settings = _settings()
+    with connected(settings) as driver:
+        try:
+            text = mapping_access(settings, driver).export(
+                name, version, "fhir" if fmt == "fhir" else "sssom"
+            )
+        except _curation_errors() as e:
+            console.print(f"[red]error:[/red] {e}")
+            raise typer.Exit(2) from e
+    if output is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    else:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"wrote {output}")
+
+
+@mapping_app.command("import")
+def mapping_import(
+    path: Annotated[Path, typer.Argument(help="FHIR ConceptMap .json or SSSOM .tsv")],
+    workspace: _WORKSPACE = "main",
+) -> None:
+    """Import a concept map as approved mappings and publish it (a map with unknown codes is
+    refused as a whole, every problem listed)."""
+    from app.mapping_cli import mapping_access
+    from terminology.conceptmap import read_concept_map
+
+    settings = _settings()
+    try:
+        doc = read_concept_map(path)
+    except _curation_errors() as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+    with connected(settings) as driver:
+        try:
+            p = mapping_access(settings, driver).import_map(doc, workspace=workspace)
+        except _curation_errors() as e:
+            console.print(f"[red]error:[/red] {e}")
+            raise typer.Exit(2) from e
+    console.print(
+        f"imported {p.elements} mappings; published {p.name} version {p.version} "
+        f"({p.facts_coded} facts coded)"
+    )
+
+
+@mapping_app.command("agreement")
+def mapping_agreement(
+    source: _SOURCE,
+    target: _TARGET,
+    a: Annotated[str, typer.Option(help="first reviewer's workspace")],
+    b: Annotated[str, typer.Option(help="second reviewer's workspace")],
+) -> None:
+    """How two reviewers who mapped the same list independently agree (Cohen's kappa)."""
+    from app.mapping_cli import mapping_access
+
+    settings = _settings()
+    with connected(settings) as driver:
+        try:
+            r = mapping_access(settings, driver).agreement(source, target, a, b)
+        except _curation_errors() as e:
+            console.print(f"[red]error:[/red] {e}")
+            raise typer.Exit(2) from e
+    kappa = f"{r.kappa:.3f}" if r.kappa is not None else "n/a"
+    console.print(
+        f"{r.compared} codes decided by both of {r.codes}: {r.agreed} agree "
+        f"({r.percent:.1%}), Cohen's kappa {kappa}; only {a}: {r.only_a}, only {b}: {r.only_b}"
+    )
+    if r.disagreements:
+        table = Table(title="disagreements")
+        for column in ("local", "display", a, b):
+            table.add_column(column)
+        for d in r.disagreements:
+            table.add_row(d.source_code, d.source_display or "", d.a, d.b)
+        console.print(table)
 
 
 def main() -> None:

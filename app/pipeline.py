@@ -14,6 +14,7 @@ from typing import TypeVar
 import orjson
 
 from graph.connection import Driver
+from graph.mapping import apply_concept_maps
 from graph.registry import publish
 from graph.writer import WriteStats, write_batch
 from loaders.fhir import ParsedUnit, Quarantined, discover, parse_unit
@@ -39,6 +40,8 @@ class LoadReport:
     changed: dict[str, set[str]] = field(default_factory=dict)
     #: Change events appended to the outbox.
     events: int = 0
+    #: Facts given a standard code through a published concept map (local codes).
+    mapped: int = 0
 
     @property
     def facts(self) -> int:
@@ -216,7 +219,10 @@ def finish_load(
     notify: bool = True,
     database: str | None = None,
 ) -> None:
-    """After any load: link its new Patient records to persons, then publish what changed."""
+    """After any load: give locally coded facts the standard codes of the published concept
+    maps, link new Patient records to persons, then publish what changed."""
+    if report.write.nodes_written.get(Label.CONCEPT.value):
+        report.mapped = apply_concept_maps(driver, database=database)
     if link:
         report.link = (index or MasterIndex(driver, database=database)).link_pending()
     if notify and report.changed:

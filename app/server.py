@@ -17,6 +17,7 @@ from strawberry.types.unset import UnsetType
 
 from access.policy import Principal
 from app.ingest import ingest_endpoint
+from app.mapping import mapping_engine
 from app.notify import Notifier
 from app.settings import Settings
 from graph.connection import Driver, open_driver, ping
@@ -53,6 +54,7 @@ class MedshadowGraphQL(GraphQL[Context, None]):
             database=self.settings.neo4j.database,
             feed=getattr(request.app.state, "notifier", None),
             semantic=getattr(request.app.state, "semantic", None),
+            mapper=getattr(request.app.state, "mapper", None),
         )
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
@@ -71,6 +73,7 @@ class MedshadowGraphQL(GraphQL[Context, None]):
                 database=reader.database,
                 feed=context.feed,
                 semantic=context.semantic,
+                mapper=context.mapper,
             )
             context.access, context.loaders = fresh.access, fresh.loaders
         return await super().on_ws_connect(context)
@@ -103,6 +106,8 @@ def create_app(settings: Settings, *, driver: Driver | None = None) -> Starlette
         app.state.notifier = notifier
         # semantic concept search: the embedding models load on the first semantic query
         app.state.semantic = SemanticSearch(app.state.driver, database=settings.neo4j.database)
+        # the mapping workbench's engine (and the chat model re-rank, when configured)
+        app.state.mapper = mapping_engine(settings, app.state.driver, semantic=app.state.semantic)
         try:
             yield
         finally:

@@ -88,6 +88,19 @@ class MpiSettings(BaseModel):
     link_on_load: bool = True
 
 
+class MappingSettings(BaseModel):
+    """The mapping workbench (``MEDSHADOW_MAPPING__*``). Offline by default; an LLM re-rank
+    runs only when ``llm_provider`` and ``llm_model`` name a chat model the user runs (e.g.
+    ``openai`` with ``llm_base_url=http://127.0.0.1:11434/v1`` for a local Ollama)."""
+
+    candidates: int = Field(default=10, ge=1, le=50)
+    llm_provider: Literal["openai", "ollama"] | None = None
+    llm_model: str | None = None
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_timeout_s: float = 60.0
+
+
 class DemoSettings(BaseModel):
     population: int = 40
     seed: int = 2026
@@ -114,3 +127,4 @@ class Settings(BaseSettings):
     demo: DemoSettings = Field(default_factory=DemoSettings)
     mpi: MpiSettings = Field(default_factory=MpiSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    mapping: MappingSettings = Field(default_factory=MappingSettings)

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from access.policy import Principal, Role
 from access.terminology import TerminologyAccess
+from app.mapping import mapping_engine
 from app.settings import Settings
 from graph.connection import Driver
 from graph.schema import ensure_schema
@@ -40,7 +41,11 @@ def load_terminology(
     access = TerminologyAccess.for_driver(driver, CLI_PRINCIPAL, database=settings.neo4j.database)
     with progress:
         task = progress.add_task("terminology", total=total)
-        report = access.load(systems, progress=lambda n: progress.advance(task, n))
+        report = access.load(
+            systems,
+            progress=lambda n: progress.advance(task, n),
+            suggester=mapping_engine(settings, driver),  # fresh suggestions for flagged ones
+        )
     print_report(report, console)
     return report.ok
 
@@ -76,3 +81,8 @@ def print_report(report: TerminologyLoad, console: Console) -> None:
             console.print(f"[yellow]  … {len(s.problems) - 10} more problems[/yellow]")
     if report.mapped:
         console.print(f"ICD-10 WHO <-> ICD-10-CM identity map: {report.mapped} MAPS_TO")
+    if report.flagged:
+        console.print(
+            f"[yellow]{report.flagged} mappings flagged for re-review: their target codes were "
+            "retired or changed (`medshadow mapping list --status flagged`)[/yellow]"
+        )

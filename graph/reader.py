@@ -106,7 +106,9 @@ CALL (uid) {{
   RETURN f, d ORDER BY f.date DESC, f.uid {limit}
 }}
 RETURN uid, f {{ .* }} AS fact, d {{ .uid, .name, .kind }} AS domain,
-       [(f)-[c:CODED_AS]->(k:Concept) | k {{ .system, .code, .display, rank: c.rank }}] AS codes,
+       [(f)-[c:CODED_AS]->(k:Concept) | k {{ .system, .code, .display, rank: c.rank,
+          map: c.map, mapVersion: c.mapVersion, method: c.method, confidence: c.confidence,
+          equivalence: c.equivalence }}] AS codes,
        [(f)-[:HAS_COMPONENT]->(c) | c {{ .value, .unit, .valueString,
           concept: [(c)-[:CODED_AS]->(k:Concept) | k {{ .system, .code, .display }}][0] }}]
          AS components
@@ -123,7 +125,9 @@ CALL (uid) {
   RETURN f, d ORDER BY f.date DESC, f.uid LIMIT $limit
 }
 RETURN uid, f { .* } AS fact, labels(f) AS labels, d { .uid, .name, .kind } AS domain,
-       [(f)-[c:CODED_AS]->(k:Concept) | k { .system, .code, .display, rank: c.rank }] AS codes
+       [(f)-[c:CODED_AS]->(k:Concept) | k { .system, .code, .display, rank: c.rank,
+          map: c.map, mapVersion: c.mapVersion, method: c.method, confidence: c.confidence,
+          equivalence: c.equivalence }] AS codes
 """
 
 
@@ -157,9 +161,14 @@ def fact_params(uids: Sequence[str], flt: FactFilter) -> dict[str, Any]:
     }
 
 
+def lucene_escape(term: str) -> str:
+    """A term with Lucene's special characters escaped (user text never becomes syntax)."""
+    return _LUCENE_SPECIAL.sub(r"\\\g<0>", term)
+
+
 def lucene_query(text: str) -> str:
     """Escape user text for Lucene and make each term a prefix match."""
-    terms = [_LUCENE_SPECIAL.sub(r"\\\g<0>", t) for t in text.split() if t.strip()]
+    terms = [lucene_escape(t) for t in text.split() if t.strip()]
     return " AND ".join(f"{t}*" for t in terms)
 
 

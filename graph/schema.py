@@ -5,6 +5,7 @@ from __future__ import annotations
 import neo4j
 
 from graph.vectors import vector_schema_statements
+from graph.writer import SYSTEM_KEY_CYPHER
 from ontology.model import Label
 
 
@@ -29,6 +30,10 @@ def schema_statements() -> list[str]:
         "CREATE FULLTEXT INDEX concept_terms IF NOT EXISTS "
         "FOR (n:Concept) ON EACH [n.display, n.designationText]",
         "CREATE INDEX code_system_system IF NOT EXISTS FOR (n:CodeSystem) ON (n.system)",
+        # the mapping engine's lexical candidates: names filtered by system inside Lucene
+        # (``systemKey:http_snomed_info_sct AND (...)``), not after the global top hits
+        "CREATE FULLTEXT INDEX concept_lexicon IF NOT EXISTS "
+        "FOR (n:Concept) ON EACH [n.display, n.designationText, n.systemKey]",
         # change feed (graph/outbox.py): events by cursor, the webhook delivery queues
         "CREATE INDEX change_event_seq IF NOT EXISTS FOR (n:ChangeEvent) ON (n.seq)",
         "CREATE INDEX change_event_unlinked IF NOT EXISTS FOR (n:ChangeEvent) ON (n.unlinked)",
@@ -44,4 +49,13 @@ def ensure_schema(driver: neo4j.Driver, *, database: str | None = None) -> None:
     """Create every constraint and index (a no-op for those that exist) and wait for them."""
     for statement in schema_statements():
         driver.execute_query(statement, database_=database)
+    with driver.session(database=database) as session:  # IN TRANSACTIONS: auto-commit only
+        session.run(BACKFILL_SYSTEM_KEYS).consume()
     driver.execute_query("CALL db.awaitIndexes(300)", database_=database)
+
+
+#: Concepts written before ``systemKey`` existed get it (a no-op once all have it).
+BACKFILL_SYSTEM_KEYS = f"""
+MATCH (c:Concept) WHERE c.systemKey IS NULL AND c.system IS NOT NULL
+CALL (c) {{ SET c.systemKey = {SYSTEM_KEY_CYPHER} }} IN TRANSACTIONS OF 10000 ROWS
+"""

@@ -98,8 +98,16 @@ MATCH (c:{CONCEPT})-[old:{IN_VERSION}]->(prev:{CODE_SYSTEM} {{system: $system}})
 WHERE prev.uid <> $uid AND old.status <> 'retired' AND NOT EXISTS {{ (c)-[:{IN_VERSION}]->(new) }}
 WITH DISTINCT c, new, old
 MERGE (c)-[r:{IN_VERSION}]->(new)
-SET r.status = 'retired', r.display = old.display
+SET r.status = 'retired', r.display = old.display, c.retiredIn = $version
 RETURN count(DISTINCT c) AS n
+"""
+
+#: A code a later version has again is no longer retired.
+UNRETIRE = f"""
+MATCH (:{CODE_SYSTEM} {{uid: $uid}})<-[r:{IN_VERSION} {{status: 'active'}}]-(c:{CONCEPT})
+WHERE c.retiredIn IS NOT NULL
+REMOVE c.retiredIn
+RETURN count(c) AS n
 """
 
 MARK_CHANGED = f"""
@@ -148,6 +156,8 @@ class SystemLoad:
 class TerminologyLoad:
     systems: list[SystemLoad] = field(default_factory=list)
     mapped: int = 0
+    #: Workbench mappings flagged for re-review because a target was retired or changed.
+    flagged: int = 0
 
     @property
     def ok(self) -> bool:
@@ -176,7 +186,8 @@ def write_system(
         write=stats,
     )
     if info.content == "complete":  # a fragment says nothing about codes it lacks
-        params = {"uid": info.uid, "system": info.url}
+        params = {"uid": info.uid, "system": info.url, "version": info.version}
+        _count(driver, UNRETIRE, params, database)
         load.retired = _count(driver, MARK_RETIRED, params, database)
         load.changed = _count(driver, MARK_CHANGED, params, database)
     load.seconds = time.perf_counter() - started

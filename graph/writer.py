@@ -12,6 +12,7 @@ silently dropped.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,17 @@ def merge_nodes_query(label: Label) -> str:
         "SET n += row.props, n.contentHash = row.hash "
         "RETURN collect(n.uid) AS changed"
     )
+
+
+def system_key(system: str) -> str:
+    """A code system URI as one full-text token (``http://snomed.info/sct`` →
+    ``http_snomed_info_sct``): the ``concept_lexicon`` index filters by system with it."""
+    return _NON_WORD.sub("_", system.lower())
+
+
+#: The same in Cypher, for concepts written before the key existed (graph/schema.py).
+SYSTEM_KEY_CYPHER = "apoc.text.replace(toLower(c.system), '[^a-z0-9]+', '_')"
+_NON_WORD = re.compile(r"[^a-z0-9]+")
 
 
 def content_hash(props: Any) -> str:
@@ -95,10 +107,7 @@ def write_batch(
         for label, nodes in by_label.items():
             query = merge_nodes_query(label)
             for chunk in _chunks(nodes, batch_size):
-                rows = [
-                    {"uid": n.uid, "props": dict(n.props), "hash": content_hash(n.props)}
-                    for n in chunk
-                ]
+                rows = [_node_row(label, n) for n in chunk]
                 changed, created = session.execute_write(_run_nodes, query, rows)
                 stats.nodes_created[label.value] += created
                 stats.nodes_written[label.value] += len(rows)
@@ -123,6 +132,13 @@ def write_batch(
                 if progress:
                     progress(len(rows))
     return stats
+
+
+def _node_row(label: Label, node: NodeRow) -> dict[str, Any]:
+    props = dict(node.props)
+    if label is Label.CONCEPT and isinstance(props.get("system"), str):
+        props["systemKey"] = system_key(props["system"])
+    return {"uid": node.uid, "props": props, "hash": content_hash(props)}
 
 
 def _run_nodes(

@@ -50,6 +50,9 @@ class Label(StrEnum):
     WEBHOOK = "Webhook"
     WEBHOOK_DELIVERY = "WebhookDelivery"
     CODE_SYSTEM = "CodeSystem"  # one version of a terminology (terminology/)
+    MAPPING = "Mapping"  # a local code's mapping onto a target system: suggestions + curation
+    MAPPING_CHANGE = "MappingChange"  # one entry of a mapping's history (append-only)
+    CONCEPT_MAP = "ConceptMap"  # a published, versioned set of approved mappings
 
     @property
     def iri(self) -> str:
@@ -80,6 +83,9 @@ class RelType(StrEnum):
     VIA = "VIA"  # WebhookDelivery -> Webhook
     IN_VERSION = "IN_VERSION"  # Concept -> CodeSystem version it is a member of
     MAPS_TO = "MAPS_TO"  # Concept -> Concept of another system (a concept map's element)
+    SOURCE_CONCEPT = "SOURCE_CONCEPT"  # Mapping -> the local Concept it maps
+    TARGET_CONCEPT = "TARGET_CONCEPT"  # Mapping -> the target Concept currently chosen
+    REVISES = "REVISES"  # MappingChange -> the Mapping it changed
 
     @property
     def iri(self) -> str:

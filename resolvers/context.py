@@ -11,6 +11,7 @@ import strawberry
 from strawberry.dataloader import DataLoader
 
 from access.changes import ChangeFeed
+from access.mapping import Suggester
 from access.policy import Principal, RecordAccess
 from access.terminology import SemanticSearch
 from graph.connection import Driver
@@ -82,6 +83,8 @@ class Context:
     connection_params: dict[str, Any] | None = None
     #: Concept search by meaning (nlp/ embeddings over the vector index), when configured.
     semantic: SemanticSearch | None = None
+    #: The mapping engine (nlp/mapping.py) behind the workbench's suggestions, when configured.
+    mapper: Suggester | None = None
 
     @classmethod
     def for_principal(
@@ -92,10 +95,13 @@ class Context:
         database: str | None = None,
         feed: ChangeFeed | None = None,
         semantic: SemanticSearch | None = None,
+        mapper: Suggester | None = None,
     ) -> Context:
         """A fresh request context: its own round-trip counter and DataLoader caches."""
         access = RecordAccess.for_driver(driver, principal, database=database)
-        return cls(access=access, loaders=Loaders(access), feed=feed, semantic=semantic)
+        return cls(
+            access=access, loaders=Loaders(access), feed=feed, semantic=semantic, mapper=mapper
+        )
 
 
 Info = strawberry.Info[Context, None]

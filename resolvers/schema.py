@@ -23,7 +23,7 @@ from strawberry.tools import merge_types
 
 from access.changes import ChangeFeedError
 from access.policy import AccessDeniedError
-from resolvers import changes, mpi, portal, readings, terminology
+from resolvers import changes, mapping, mpi, portal, readings, terminology
 from resolvers.context import Info, in_thread
 from resolvers.types import (
     AccessDenied,
@@ -98,6 +98,7 @@ QUERIES: tuple[type, ...] = (
     mpi.IdentityQuery,
     *changes.QUERIES,
     *terminology.QUERIES,
+    *mapping.QUERIES,
 )
 MUTATIONS: tuple[type, ...] = (
     mpi.IdentityMutation,
@@ -105,6 +106,7 @@ MUTATIONS: tuple[type, ...] = (
     *changes.MUTATIONS,
     *readings.MUTATIONS,
     *terminology.MUTATIONS,
+    *mapping.MUTATIONS,
 )
 SUBSCRIPTIONS: tuple[type, ...] = (*changes.SUBSCRIPTIONS,)
 

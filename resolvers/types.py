@@ -24,11 +24,27 @@ T = TypeVar("T")
 # -- shared leaves -----------------------------------------------------------------------------
 
 
+@strawberry.type(
+    description="How a fact got a standard code from its local one: a published concept map."
+)
+class CodeMapping:
+    map: str
+    version: str | None
+    method: str | None
+    confidence: float | None
+    equivalence: str | None
+
+
 @strawberry.type(description="A code in a terminology (SNOMED CT, LOINC, RxNorm, CVX, ...).")
 class Code:
     system: str
     code: str
     display: str | None
+    mapped_by: CodeMapping | None = strawberry.field(
+        default=None,
+        description="Set when the code was derived from the fact's local code through a "
+        "concept map (null: the source domain recorded this code itself).",
+    )
 
 
 @strawberry.type(description="Where a fact came from: the ecosystem domain and its local record.")
@@ -307,8 +323,26 @@ _EXTRA_FIELDS: dict[Label, dict[str, str]] = {
 
 
 def _codes(rows: list[dict[str, Any]]) -> list[Code]:
-    ordered = sorted(rows, key=lambda c: c.get("rank") or 0)
-    return [Code(system=c["system"], code=c["code"], display=c.get("display")) for c in ordered]
+    """Standard codes from concept maps first (what the record means in shared terminology),
+    then the domain's own codings in their order."""
+    ordered = sorted(rows, key=lambda c: (c.get("map") is None, c.get("rank") or 0))
+    return [
+        Code(
+            system=c["system"],
+            code=c["code"],
+            display=c.get("display"),
+            mapped_by=CodeMapping(
+                map=c["map"],
+                version=c.get("mapVersion"),
+                method=c.get("method"),
+                confidence=c.get("confidence"),
+                equivalence=c.get("equivalence"),
+            )
+            if c.get("map")
+            else None,
+        )
+        for c in ordered
+    ]
 
 
 def _source(fact: dict[str, Any], domain: dict[str, Any]) -> Source:

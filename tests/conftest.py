@@ -13,6 +13,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import neo4j
@@ -35,6 +36,7 @@ _FOLDER_MARKERS = {
     "mpi": "graph",
     "web": "browser",
     "nlp": "nlp",
+    "mapping": "graph",
 }
 
 
@@ -146,3 +148,66 @@ def purge_domains(driver: neo4j.Driver, *domains: str) -> None:
     driver.execute_query("MATCH (n) WHERE n.sourceDomain IN $d DETACH DELETE n", d=list(domains))
     driver.execute_query("MATCH (n:Domain) WHERE n.uid IN $d DETACH DELETE n", d=list(domains))
     driver.execute_query("MATCH (p:Person) WHERE NOT (p)<-[:RECORD_OF]-() DETACH DELETE p")
+
+
+@dataclass(frozen=True)
+class MappingWorld:
+    """One clinic of the sample, recoded to local codes and loaded as its own domain, with its
+    code lists imported and the target code systems loaded and embedded."""
+
+    org: str
+    domain: str
+    dx_system: str
+    lab_system: str
+    #: local concept uid -> standard concept uid (the generator's ground truth)
+    truth: dict[str, str]
+    code_lists: Path
+
+
+@pytest.fixture(scope="session")
+def mapping_world(
+    driver: neo4j.Driver,
+    loaded_sample: LoadReport,
+    sample_domains: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> MappingWorld:
+    import shutil
+
+    import orjson
+
+    from access.policy import Principal, Role
+    from access.terminology import TerminologyAccess
+    from loaders.localize import LOCAL_TRUTH_NAME, localize_clinic
+    from nlp.semantic import embed_concepts
+    from terminology.local import parse_local_codes
+    from terminology.model import LOINC, SNOMED
+    from terminology.sources import parse
+
+    busiest = max(
+        (d for d in sample_domains.iterdir() if d.is_dir()),
+        key=lambda d: (sum(1 for _ in d.glob("*.json")), d.name),
+    )
+    split = tmp_path_factory.mktemp("localized") / "domains"
+    shutil.copytree(busiest, split / busiest.name)
+    report = localize_clinic(split, busiest.name, seed=SAMPLE_SEED, out_dir=split.parent / "codes")
+    domain = f"mis:localized-{busiest.name}"
+    loaded = load_fhir(
+        driver,
+        [split / busiest.name],
+        quarantine_dir=tmp_path_factory.mktemp("quarantine-localized"),
+        domain=domain,
+    )
+    assert loaded.ok, loaded.reasons
+    dx, lab = (f"urn:medshadow:local:{busiest.name}:{kind}" for kind in ("dx", "lab"))
+    access = TerminologyAccess.for_driver(driver, Principal("tests", Role.TERMINOLOGIST))
+    systems = list(parse(["synthea", "loinc", "icd10"]))
+    systems += [
+        parse_local_codes(report.code_lists / "diagnoses.csv", system=dx),
+        parse_local_codes(report.code_lists / "labs.csv", system=lab),
+    ]
+    access.load(systems)
+    for model in ("minilm", "e5"):
+        for system in (SNOMED, LOINC):
+            embed_concepts(driver, model, system=system)
+    truth = orjson.loads((report.code_lists / LOCAL_TRUTH_NAME).read_bytes())
+    return MappingWorld(busiest.name, domain, dx, lab, truth, report.code_lists)
