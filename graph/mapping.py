@@ -101,7 +101,8 @@ CALL (c) {{
 }}
 RETURN c.uid AS uid, c.system AS system, c.code AS code, c.display AS display,
        c.designationValues AS designations, c.properties AS properties,
-       facts, kinds, units, sortedValues, c.retiredIn AS retiredIn
+       facts, kinds, units, sortedValues, c.retiredIn AS retiredIn,
+       [(c)-[:{RelType.IS_A.value}]->(p:{CONCEPT}) | p.uid] AS parents
 """
 
 #: Full-text candidates for many query texts at once, restricted to the target system.
@@ -154,6 +155,8 @@ class CodeProfile:
     values: ValueStats | None
     #: The code system version that retired the concept (never proposed as a target).
     retired_in: str | None = None
+    #: Direct parents (IS_A) in a hierarchical system.
+    parents: tuple[str, ...] = ()
 
 
 def _quantile(sorted_values: Sequence[float], q: float) -> float:
@@ -187,6 +190,7 @@ def _profile(r: Mapping[str, Any]) -> CodeProfile:
         units=tuple(r.get("units") or ()),
         values=stats,
         retired_in=r.get("retiredIn"),
+        parents=tuple(r.get("parents") or ()),
     )
 
 

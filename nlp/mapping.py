@@ -71,6 +71,7 @@ WEIGHTS: dict[str, float] = {
     "values": 0.3,
     "usage": 0.1,
     "common": 0.05,
+    "hierarchy": 0.1,
 }
 #: Cosine of an unrelated and of a same-meaning pair, per model: embedding features are put on
 #: one 0..1 scale (E5's cosines crowd into 0.75–0.95, MiniLM's spread over 0.1–0.9).
@@ -635,6 +636,8 @@ class MappingEngine:
             )
         for c in candidates:
             c.raw = self._combine(c.features, method)
+        if method == "combined":
+            self._hierarchy(candidates)
         candidates.sort(key=lambda c: (-c.raw, c.code))
         top = candidates[:10]
         if top:
@@ -647,6 +650,21 @@ class MappingEngine:
             if c.features.get("pivot", 0.0) >= 0.3 and pool.pivot:
                 c.rationale += f"; via ICD-10 {pool.pivot[0][0]!r}"
         return candidates
+
+    def _hierarchy(self, candidates: list[Candidate]) -> None:
+        """In a hierarchical target, a candidate whose parent or child is also a strong
+        candidate sits in the right part of the tree: the neighbourhood agrees."""
+        strong = {c.uid for c in sorted(candidates, key=lambda c: -c.raw)[:10]}
+        parents = {c.uid: self._profiles[c.uid].parents for c in candidates}
+        children: dict[str, set[str]] = {}
+        for uid, ps in parents.items():
+            for parent in ps:
+                children.setdefault(parent, set()).add(uid)
+        for c in candidates:
+            related = set(parents[c.uid]) | children.get(c.uid, set())
+            if related:
+                c.features["hierarchy"] = 1.0 if related & (strong - {c.uid}) else 0.0
+                c.raw += self.weights["hierarchy"] * c.features["hierarchy"]
 
     def _features(
         self, source: CodeProfile, expanded: str, target: CodeProfile, pool: _Pool

@@ -16,11 +16,11 @@ from graph.mapping import CodeProfile, source_codes
 from nlp.llm_rerank import LlmReranker
 from nlp.mapping import Candidate, MappingEngine, cognate_similarity, expand, token_similarity
 from nlp.semantic import SemanticSearch
-from terminology.model import LOINC, SNOMED
+from terminology.model import ICD10, LOINC, SNOMED
 from tests.conftest import MappingWorld
 
 REGRESSION = Path(__file__).with_name("regression.yaml")
-TARGETS = {"snomed": SNOMED, "loinc": LOINC}
+TARGETS = {"snomed": SNOMED, "loinc": LOINC, "icd10": ICD10}
 
 
 @pytest.fixture(scope="module")

@@ -8,34 +8,18 @@ graph itself (Cypher through the ``driver`` fixture), not from fixtures written 
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx2
 import neo4j
 import pytest
-import uvicorn
-from playwright.sync_api import Browser, ConsoleMessage, Error, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from app.pipeline import LoadReport
 from app.server import create_app
 from app.settings import Settings
-from graph.embedded import free_port
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-]
+from tests.web.conftest import serving, watched_page
 
 
 @dataclass(frozen=True)
@@ -50,61 +34,15 @@ class MultiDomainPerson:
 @pytest.fixture(scope="module")
 def base_url(settings: Settings, loaded_sample: LoadReport) -> Iterator[str]:
     """The real app on a free port, served by uvicorn in a background thread."""
-    port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn-ui-test", daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if not thread.is_alive():
-            raise RuntimeError("uvicorn stopped before /health answered")
-        try:
-            if httpx2.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx2.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            server.should_exit = True
-            raise TimeoutError(f"{url}/health did not answer within 60 s")
-        time.sleep(0.1)
-    yield url
-    server.should_exit = True
-    thread.join(timeout=15)
-    assert not thread.is_alive(), "uvicorn did not shut down"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    # A missing browser fails the run (never a silent skip): `make test` installs it.
-    assert CHROMIUM.exists(), "Debian chromium is missing: `make chromium` installs it"
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with serving(create_app(settings), "uvicorn-ui-test") as url:
+        yield url
 
 
 @pytest.fixture
 def page(browser: Browser, base_url: str) -> Iterator[Page]:
     """A fresh page; fails the test if the UI logged any console error or threw."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=base_url)
-    pg = context.new_page()
-    pg.set_default_timeout(15_000)
-    problems: list[str] = []
-
-    def on_console(msg: ConsoleMessage) -> None:
-        if msg.type == "error":
-            problems.append(f"console error: {msg.text} at {msg.location}")
-
-    def on_page_error(err: Error) -> None:
-        problems.append(f"uncaught: {err}")
-
-    pg.on("console", on_console)
-    pg.on("pageerror", on_page_error)
-    yield pg
-    context.close()
-    assert problems == [], problems
+    with watched_page(browser, base_url, viewport={"width": 1280, "height": 900}) as pg:
+        yield pg
 
 
 @pytest.fixture(scope="module")

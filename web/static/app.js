@@ -11,97 +11,17 @@
 // into the DOM only as text (h() / textContent, never innerHTML), and user input reaches the
 // server only as GraphQL variables, never spliced into a query string.
 
-const GRAPHQL_URL = new URL("../graphql", import.meta.url).href;
-const TOKEN_KEY = "medshadowToken";
+// The GraphQL client and h() live in client.js (side-effect free, shared with the standalone
+// pages); re-exported here for modules that import the core from app.js.
+import { gql, GraphQLRequestError, h } from "./client.js";
 
-// -- GraphQL ------------------------------------------------------------------------------------
-
-export class GraphQLRequestError extends Error {
-  constructor(messages, status) {
-    super(messages.join("; "));
-    this.name = "GraphQLRequestError";
-    this.messages = messages;
-    this.status = status;
-  }
-}
-
-function readToken() {
-  try {
-    return window.localStorage.getItem(TOKEN_KEY);
-  } catch {
-    return null; // storage disabled: act anonymously
-  }
-}
-
-/** POST a query with variables to /graphql; resolves to `data`, throws with the error messages. */
-export async function gql(query, variables = {}, { signal } = {}) {
-  const headers = { "Content-Type": "application/json", Accept: "application/json" };
-  const token = readToken();
-  if (token) headers.Authorization = `Bearer ${token}`;
-  const response = await fetch(GRAPHQL_URL, {
-    method: "POST",
-    headers,
-    body: JSON.stringify({ query, variables }),
-    signal,
-  });
-  let body = null;
-  try {
-    body = await response.json();
-  } catch {
-    body = null;
-  }
-  if (body && Array.isArray(body.errors) && body.errors.length > 0) {
-    throw new GraphQLRequestError(
-      body.errors.map((e) => String(e && e.message ? e.message : e)),
-      response.status,
-    );
-  }
-  if (!response.ok || !body || !body.data) {
-    throw new GraphQLRequestError(
-      [`server answered ${response.status} ${response.statusText}`.trim()],
-      response.status,
-    );
-  }
-  return body.data;
-}
+export { gql, GraphQLRequestError, h };
 
 export function isAbort(error) {
   return error && error.name === "AbortError";
 }
 
 // -- DOM ----------------------------------------------------------------------------------------
-
-/**
- * Create an element. `attrs`: `class`, `style` (object of CSS properties, custom ones allowed),
- * `on<event>` functions, booleans (true = present), anything else as an attribute. Children are
- * nodes or values appended as text; null/false are skipped, arrays are flattened.
- */
-export function h(tag, attrs, ...children) {
-  const el = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs || {})) {
-    if (value === null || value === undefined || value === false) continue;
-    if (key.startsWith("on") && typeof value === "function") {
-      el.addEventListener(key.slice(2).toLowerCase(), value);
-    } else if (key === "class") {
-      el.className = value;
-    } else if (key === "style" && typeof value === "object") {
-      for (const [prop, v] of Object.entries(value)) el.style.setProperty(prop, String(v));
-    } else if (value === true) {
-      el.setAttribute(key, "");
-    } else {
-      el.setAttribute(key, String(value));
-    }
-  }
-  appendChildren(el, children);
-  return el;
-}
-
-function appendChildren(el, children) {
-  for (const child of children.flat(Infinity)) {
-    if (child === null || child === undefined || child === false) continue;
-    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-}
 
 export function stateBox(kind, testid, title, ...detail) {
   return h(
