@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import neo4j
 import pytest
@@ -24,6 +25,9 @@ from app.settings import REPO_ROOT, Neo4jSettings, Settings
 from graph.connection import open_driver
 from graph.embedded import EmbeddedNeo4j, free_port
 from graph.schema import ensure_schema
+
+if TYPE_CHECKING:
+    from starlette.testclient import TestClient
 
 SAMPLE_POPULATION = 12
 SAMPLE_SEED = 7
@@ -211,3 +215,16 @@ def mapping_world(
             embed_concepts(driver, model, system=system)
     truth = orjson.loads((report.code_lists / LOCAL_TRUTH_NAME).read_bytes())
     return MappingWorld(busiest.name, domain, dx, lab, truth, report.code_lists)
+
+
+def graphql_request(
+    client: TestClient, query: str, token: str | None, **variables: Any
+) -> dict[str, Any]:
+    """POST a GraphQL request through the real app (``token`` as bearer); the whole body."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = client.post(
+        "/graphql", json={"query": query, "variables": variables}, headers=headers
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body

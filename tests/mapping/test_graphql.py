@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import neo4j
 import pytest
@@ -16,7 +15,7 @@ from starlette.testclient import TestClient
 from app.server import create_app
 from app.settings import Settings
 from terminology.conceptmap import from_sssom
-from tests.conftest import MappingWorld
+from tests.conftest import MappingWorld, graphql_request
 
 TOKENS = {"term": "terminologist:tina", "doc": "clinician", "nope": "none"}
 
@@ -49,15 +48,7 @@ def client(
         yield c
 
 
-def gql(client: TestClient, query: str, token: str, **variables: Any) -> dict[str, Any]:
-    response = client.post(
-        "/graphql",
-        json={"query": query, "variables": variables},
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
+gql = graphql_request
 
 
 def test_terminologist_works_the_queue_and_publishes(

@@ -13,6 +13,7 @@ from app.pipeline import LoadReport
 from app.server import create_app
 from app.settings import Settings
 from mpi.service import MasterIndex
+from tests.conftest import graphql_request
 
 TOKENS = {"stew": "steward", "doc": "clinician", "int": "integrator", "nope": "none"}
 
@@ -42,15 +43,7 @@ def client(
         yield c
 
 
-def gql(client: TestClient, query: str, token: str, **variables: Any) -> dict[str, Any]:
-    response = client.post(
-        "/graphql",
-        json={"query": query, "variables": variables},
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
+gql = graphql_request
 
 
 def _a_person(driver: neo4j.Driver) -> dict[str, Any]:

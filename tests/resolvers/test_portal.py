@@ -19,7 +19,7 @@ from app.server import create_app
 from app.settings import Settings
 from loaders.portal import portal_domain
 from loaders.social import community_domain
-from tests.conftest import purge_domains
+from tests.conftest import graphql_request, purge_domains
 
 
 class Accounts:
@@ -103,12 +103,7 @@ def client(settings: Settings, driver: neo4j.Driver, accounts: Accounts) -> Iter
 
 
 def gql(client: TestClient, query: str, token: str | None, **variables: Any) -> dict[str, Any]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    response = client.post(
-        "/graphql", json={"query": query, "variables": variables}, headers=headers
-    )
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
+    body = graphql_request(client, query, token, **variables)
     assert "errors" not in body, body
     data: dict[str, Any] = body["data"]
     return data

@@ -16,6 +16,7 @@ from app.readings import load_readings
 from app.server import create_app
 from app.settings import Settings
 from loaders.iot_gen import generate_iot
+from tests.conftest import graphql_request
 from tests.graph.iot_data import (
     LoadedIot,
     cleanup,
@@ -81,12 +82,7 @@ def client(settings: Settings, driver: neo4j.Driver) -> Iterator[TestClient]:
 
 
 def gql(client: TestClient, query: str, token: str | None = None, **variables: Any) -> Any:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    response = client.post(
-        "/graphql", json={"query": query, "variables": variables}, headers=headers
-    )
-    assert response.status_code == 200, response.text
-    body = response.json()
+    body = graphql_request(client, query, token, **variables)
     assert "errors" not in body, body["errors"]
     return body["data"]
 

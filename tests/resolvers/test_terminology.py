@@ -14,6 +14,7 @@ from access.terminology import TerminologyAccess
 from app.server import create_app
 from app.settings import Settings
 from terminology.sources import parse
+from tests.conftest import graphql_request
 
 TOKENS = {"doc": "clinician", "term": "terminologist", "nope": "none"}
 
@@ -29,14 +30,7 @@ def client(settings: Settings, driver: neo4j.Driver) -> Iterator[TestClient]:
 
 
 def gql(client: TestClient, query: str, token: str = "doc", **variables: Any) -> dict[str, Any]:
-    response = client.post(
-        "/graphql",
-        json={"query": query, "variables": variables},
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
+    return graphql_request(client, query, token, **variables)
 
 
 LOOKUP = """query($s: String!, $c: String!) { lookup(system: $s, code: $c) {

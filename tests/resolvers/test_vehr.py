@@ -17,6 +17,7 @@ from app.server import create_app
 from app.settings import Settings
 from resolvers.context import Context
 from resolvers.schema import build_schema
+from tests.conftest import graphql_request
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "resolvers" / "examples"
 
@@ -44,13 +45,7 @@ def client(
 def gql(
     client: TestClient, query: str, token: str | None = None, **variables: Any
 ) -> dict[str, Any]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    response = client.post(
-        "/graphql", json={"query": query, "variables": variables}, headers=headers
-    )
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
+    return graphql_request(client, query, token, **variables)
 
 
 def _multi_domain_person(driver: neo4j.Driver, *, fewest: bool) -> str:
