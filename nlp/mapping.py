@@ -76,11 +76,14 @@ WEIGHTS: dict[str, float] = {
 #: Cosine of an unrelated and of a same-meaning pair, per model: embedding features are put on
 #: one 0..1 scale (E5's cosines crowd into 0.75–0.95, MiniLM's spread over 0.1–0.9).
 CALIBRATION: dict[str, tuple[float, float]] = {"minilm": (0.3, 0.9), "e5": (0.78, 0.93)}
+#: Values a candidate needs in the ecosystem before a poor fit counts against it (fewer can
+#: support a candidate, not rule it out).
+MIN_VALUES = 10
 #: Softmax temperature turning combined scores into the confidence shown.
 TEMPERATURE = 0.08
 
 _TOKEN = re.compile(r"[\w/]+(?:\.\d+)?", re.UNICODE)
-_SEMANTIC_TAG = re.compile(r"\s*\(([a-z ]+)\)\s*$")
+_SEMANTIC_TAG = re.compile(r"\s*\(([a-z /]+)\)\s*$")
 _STOPWORDS = frozenset(
     [
         "of",
@@ -353,7 +356,8 @@ def value_fit(source: CodeProfile, target: CodeProfile) -> float | None:
         return None
     if source.units and target.units and not set(source.units) & set(target.units):
         return None
-    return quantile_fit(source.values, target.values)
+    fit = quantile_fit(source.values, target.values)
+    return fit if target.values.n >= MIN_VALUES else max(fit, 0.0)
 
 
 # -- candidates ---------------------------------------------------------------------------------
