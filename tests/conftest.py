@@ -191,18 +191,21 @@ def mapping_world(
         (d for d in sample_domains.iterdir() if d.is_dir()),
         key=lambda d: (sum(1 for _ in d.glob("*.json")), d.name),
     )
+    # the clinic under a name of its own, so its local code systems are this fixture's alone
+    # (tests/terminology localizes the same clinic into its own systems and removes them)
+    org = f"mapped-{busiest.name}"
     split = tmp_path_factory.mktemp("localized") / "domains"
-    shutil.copytree(busiest, split / busiest.name)
-    report = localize_clinic(split, busiest.name, seed=SAMPLE_SEED, out_dir=split.parent / "codes")
-    domain = f"mis:localized-{busiest.name}"
+    shutil.copytree(busiest, split / org)
+    report = localize_clinic(split, org, seed=SAMPLE_SEED, out_dir=split.parent / "codes")
+    domain = f"mis:localized-{org}"
     loaded = load_fhir(
         driver,
-        [split / busiest.name],
+        [split / org],
         quarantine_dir=tmp_path_factory.mktemp("quarantine-localized"),
         domain=domain,
     )
     assert loaded.ok, loaded.reasons
-    dx, lab = (f"urn:medshadow:local:{busiest.name}:{kind}" for kind in ("dx", "lab"))
+    dx, lab = (f"urn:medshadow:local:{org}:{kind}" for kind in ("dx", "lab"))
     access = TerminologyAccess.for_driver(driver, Principal("tests", Role.TERMINOLOGIST))
     systems = list(parse(["synthea", "loinc", "icd10"]))
     systems += [
@@ -214,7 +217,7 @@ def mapping_world(
         for system in (SNOMED, LOINC):
             embed_concepts(driver, model, system=system)
     truth = orjson.loads((report.code_lists / LOCAL_TRUTH_NAME).read_bytes())
-    return MappingWorld(busiest.name, domain, dx, lab, truth, report.code_lists)
+    return MappingWorld(org, domain, dx, lab, truth, report.code_lists)
 
 
 def graphql_request(
