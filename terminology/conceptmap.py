@@ -684,33 +684,18 @@ def from_fhir(data: Any, *, source: str = "<input>") -> ConceptMapDoc:
         problems.add("targetUri", "no target system (group.target, targetUri or targetCanonical)")
     url_field = None if name is not None and url == default_url(name) else url
     field_where = {"name": "id", "source_system": "sourceUri", "target_system": "targetUri"}
-    for field_name, message in _doc_problems(
-        name=name or "x",
-        version=version,
-        source_system=source_system or "x:x",
-        target_system=target_system or "x:x",
-        status=status or "active",
-        date=date,
-        url=url_field,
-    ):
-        problems.add(field_where.get(field_name, field_name), message)
-    for i, message in _duplicate_problems(elements):
-        problems.add(wheres[i], message)
-    if problems:
-        raise ConceptMapError(source, problems.items)
-    # guaranteed: any gap was a problem, raised above
-    assert name is not None
-    assert status is not None
-    assert source_system is not None
-    assert target_system is not None
-    return ConceptMapDoc(
+    return _checked_doc(
+        source,
+        problems,
+        field_where,
+        elements,
+        wheres,
         name=name,
         version=version,
         source_system=source_system,
         target_system=target_system,
-        elements=tuple(elements),
         title=title,
-        status=status,
+        status=status or "active",
         publisher=publisher,
         date=date,
         url=url_field,
@@ -1128,6 +1113,43 @@ def from_sssom(text: str, *, source: str = "<input>") -> ConceptMapDoc:
     field_where = {"name": "conceptmap_name", "version": "mapping_set_version"}
     field_where |= {"source_system": "subject_source", "target_system": "object_source"}
     field_where |= {"status": "conceptmap_status", "date": "published_at", "url": "mapping_set_id"}
+    return _checked_doc(
+        source,
+        problems,
+        field_where,
+        elements,
+        wheres,
+        name=name,
+        version=version,
+        source_system=source_system,
+        target_system=target_system,
+        title=title,
+        status=status,
+        publisher=publisher,
+        date=date,
+        url=url,
+    )
+
+
+def _checked_doc(
+    source: str,
+    problems: _Problems,
+    field_where: dict[str, str],
+    elements: list[MapElement],
+    wheres: list[str],
+    *,
+    name: str | None,
+    version: str,
+    source_system: str | None,
+    target_system: str | None,
+    title: str | None,
+    status: str,
+    publisher: str | None,
+    date: str | None,
+    url: str | None,
+) -> ConceptMapDoc:
+    """The document a reader assembled, after the map-level checks; every problem found so far
+    and here (named where the format keeps the field) raises together."""
     for field_name, message in _doc_problems(
         name=name or "x",
         version=version,
@@ -1137,11 +1159,12 @@ def from_sssom(text: str, *, source: str = "<input>") -> ConceptMapDoc:
         date=date,
         url=url,
     ):
-        problems.add(field_where[field_name], message)
+        problems.add(field_where.get(field_name, field_name), message)
     for i, message in _duplicate_problems(elements):
         problems.add(wheres[i], message)
     if problems:
         raise ConceptMapError(source, problems.items)
+    # guaranteed: any gap was a problem, raised above
     assert name is not None
     assert source_system is not None
     assert target_system is not None
