@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import strawberry
 
-from access.mapping import MappingAccess
+from access.mapping import MappingAccess, Published
 from graph.mapping import MappingFilter
 from resolvers.context import Info, in_thread
 from terminology.conceptmap import from_fhir, from_sssom
@@ -225,6 +225,16 @@ class PublishResult:
     elements: int
     links: int = strawberry.field(description="MAPS_TO links from local to standard codes.")
     facts_coded: int = strawberry.field(description="Facts that got the standard code.")
+
+    @classmethod
+    def of(cls, p: Published) -> PublishResult:
+        return cls(
+            name=p.name,
+            version=p.version,
+            elements=p.elements,
+            links=p.links,
+            facts_coded=p.facts_coded,
+        )
 
 
 def _iso(value: Any) -> str | None:
@@ -453,13 +463,7 @@ class MappingMutation:
         p = await in_thread(
             _access(info).publish, source_system, target_system, workspace=workspace, name=name
         )
-        return PublishResult(
-            name=p.name,
-            version=p.version,
-            elements=p.elements,
-            links=p.links,
-            facts_coded=p.facts_coded,
-        )
+        return PublishResult.of(p)
 
     @strawberry.mutation(
         description="Import a concept map (FHIR ConceptMap JSON or SSSOM TSV) as approved "
@@ -486,14 +490,7 @@ class MappingMutation:
                 doc = from_fhir(data, source="content")
             else:
                 doc = from_sssom(content, source="content")
-            p = access.import_map(doc, workspace=workspace)
-            return PublishResult(
-                name=p.name,
-                version=p.version,
-                elements=p.elements,
-                links=p.links,
-                facts_coded=p.facts_coded,
-            )
+            return PublishResult.of(access.import_map(doc, workspace=workspace))
 
         return await in_thread(run)
 
