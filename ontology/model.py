@@ -86,6 +86,7 @@ class RelType(StrEnum):
     SOURCE_CONCEPT = "SOURCE_CONCEPT"  # Mapping -> the local Concept it maps
     TARGET_CONCEPT = "TARGET_CONCEPT"  # Mapping -> the target Concept currently chosen
     REVISES = "REVISES"  # MappingChange -> the Mapping it changed
+    FOR_PERSON = "FOR_PERSON"  # shadow artifact (care gap, alert, ...) -> the Person it concerns
 
     @property
     def iri(self) -> str:

@@ -41,6 +41,7 @@ _FOLDER_MARKERS = {
     "web": "browser",
     "nlp": "nlp",
     "mapping": "graph",
+    "shadow": "graph",
 }
 
 

@@ -19,6 +19,7 @@ PACKAGES = (
     "access",
     "identity",
     "mpi",
+    "shadow",
 )
 
 # (imported top-level module, packages allowed to import it)
