@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol
 from access.policy import Action, Principal, require
 from graph import mapping as g
 from graph.connection import Driver
+from graph.registry import publish
 from terminology.conceptmap import (
     ConceptMapDoc,
     ConceptMapError,
@@ -381,6 +382,7 @@ class MappingAccess:
     def _publish(
         self, doc: ConceptMapDoc, workspace: str, elements: list[g.PublishedElement]
     ) -> Published:
+        before = g.coded_records(self._driver, doc.name, database=self.database)
         links, coded = g.publish_concept_map(
             self._driver,
             name=doc.name,
@@ -391,6 +393,18 @@ class MappingAccess:
             elements=elements,
             document=to_fhir(doc),
             by=self.reviewer,
+            database=self.database,
+        )
+        # records whose facts gained, changed or lost a standard code: the change feed tells
+        # their domains' subscribers (previous version's codings count: they may be gone now)
+        after = g.coded_records(self._driver, doc.name, database=self.database)
+        changed = {
+            uid: set(before.get(uid, ())) | set(after.get(uid, ())) for uid in before | after
+        }
+        publish(
+            self._driver,
+            changed,
+            source=f"conceptmap:{doc.name}|{doc.version}",
             database=self.database,
         )
         return Published(doc.name, doc.version, len(doc.elements), links, coded)

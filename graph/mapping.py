@@ -629,6 +629,21 @@ def next_version(driver: neo4j.Driver, name: str, *, database: str | None = None
     return str((latest or 0) + 1)
 
 
+#: The records whose facts a map codes (for the change feed after publishing).
+CODED_RECORDS = f"""
+MATCH ()-[:{CODED_AS} {{map: $name}}]-(f)-[:{RelType.ABOUT.value}]->(r:{Label.PATIENT.value})
+RETURN r.uid AS record, collect(DISTINCT head(labels(f))) AS kinds
+"""
+
+
+def coded_records(
+    driver: neo4j.Driver, name: str, *, database: str | None = None
+) -> dict[str, list[str]]:
+    """Patient record uid -> kinds of facts the map ``name`` gives standard codes."""
+    rows = run_read(driver, CODED_RECORDS, {"name": name}, database)
+    return {r["record"]: list(r["kinds"]) for r in rows}
+
+
 def publish_concept_map(
     driver: neo4j.Driver,
     *,

@@ -198,6 +198,14 @@ def test_publish_versions_and_facts_carry_standard_codes(
     v1 = access.publish(mapping_world.lab_system, "loinc", workspace=workspace, name=name)
     assert (v1.version, v1.elements, v1.links) == ("1", 5, 5)
     assert v1.facts_coded > 0
+    # the persons whose facts gained standard codes hear about it on the change feed
+    events, _, _ = driver.execute_query(
+        "MATCH (e:ChangeEvent {source: $s}) RETURN count(e) AS n, "
+        "collect(DISTINCT e.kinds) AS kinds",
+        s=f"conceptmap:{name}|1",
+    )
+    assert events[0]["n"] > 0
+    assert ["Observation"] in events[0]["kinds"]
     coded = _standard_codes_of_local_facts(driver, str(top["sourceUid"]), name)
     assert coded
     assert {c["target"] for c in coded} == {top["targetUid"]}
