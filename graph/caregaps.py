@@ -52,7 +52,11 @@ def population_query(kind: str, *, with_conditions: bool) -> str:
     return (
         (_WITH_CONDITION if with_conditions else _EVERYONE)
         + f"""
-WITH p WHERE ($sex IS NULL OR p.gender = $sex)
+WITH p WHERE NOT EXISTS {{
+    (p)<-[:{RECORD_OF}]-(d:{Label.PATIENT.value})
+    WHERE d.deceased IS NOT NULL AND d.deceased <= $asOf
+  }}
+  AND ($sex IS NULL OR p.gender = $sex)
   AND ($minAge IS NULL OR (p.birthDate IS NOT NULL
        AND duration.between(date(p.birthDate), date($asOf)).years >= $minAge))
   AND ($maxAge IS NULL OR (p.birthDate IS NOT NULL

@@ -1,12 +1,13 @@
 """Care gaps (issue 5 §3): rules kept as data (``shadow/data/care_gaps.yaml``), evaluated on the
 graph, each open gap a ``CareGap`` with its due date and the rule that raised it.
 
-A rule names a population (conditions, by code and everything under it in the code system's
-hierarchy; an age range; a sex) and what it requires (a fact kind and codes) at least every N
-months. :func:`evaluate` finds, per rule, each person of the population and the date of their
-last required fact up to ``as_of``; a person with none in the window gets an open gap due N
-months after the last one (at ``as_of`` when there never was one). Re-evaluating is idempotent;
-a gap whose requirement is met since is closed, not deleted (it stays in the person's history).
+A rule names a population (living persons with conditions, by code and everything under it in
+the code system's hierarchy; an age range; a sex) and what it requires (a fact kind and codes)
+at least every N months. :func:`evaluate` finds, per rule, each person of the population and
+the date of their last required fact up to ``as_of``; a person with none in the window gets an
+open gap due N months after the last one (at ``as_of`` when there never was one).
+Re-evaluating is idempotent; a gap whose requirement is met since is closed, not deleted (it
+stays in the person's history).
 """
 
 from __future__ import annotations

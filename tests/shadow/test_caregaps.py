@@ -100,6 +100,14 @@ def test_open_gaps_match_the_graph_and_reevaluation_is_idempotent(
         stored = {g["rule"]: g for g in person_gaps(driver, gap.person, status="open")}
         assert stored[gap.rule]["title"] == rule.title
         assert stored[gap.rule]["dueDate"].to_native() == gap.due
+    # the dead have no care gaps
+    persons = sorted({g.person for g in first.gaps})
+    records, _, _ = driver.execute_query(
+        "MATCH (p:Person)<-[:RECORD_OF]-(r:Patient) WHERE p.uid IN $p AND r.deceased IS NOT NULL "
+        "RETURN count(r) AS n",
+        p=persons,
+    )
+    assert records[0]["n"] == 0
     # people of a population without a gap did the required thing in the window
     gapped = {(g.rule, g.person) for g in first.gaps}
     assert sum(first.population.values()) > len(gapped)
