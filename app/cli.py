@@ -13,15 +13,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
+from app.progress import progress_bar
 from app.settings import Settings
 from graph.connection import Driver, apoc_version, open_driver
 from graph.embedded import EmbeddedNeo4j
@@ -260,14 +254,7 @@ def _load(
 
     ensure_schema(driver, database=settings.neo4j.database)
     total = sum(len(u) for u in discover(paths))
-    progress = Progress(
-        TextColumn("[bold]loading[/bold]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("files"),
-        TimeElapsedColumn(),
-        console=console,
-    )
+    progress = progress_bar("[bold]loading[/bold]", console, "files")
     with progress:
         task = progress.add_task("load", total=total)
         report = load_fhir(
@@ -362,13 +349,7 @@ def _load_readings(settings: Settings, driver: Driver, paths: list[Path], *, ven
     for path in files.readings:
         with path.open("rb") as fh:
             lines += sum(1 for _ in fh)
-    progress = Progress(
-        TextColumn("[bold]loading readings[/bold]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    )
+    progress = progress_bar("[bold]loading readings[/bold]", console)
     with progress:
         task = progress.add_task("readings", total=lines)
         report = load_readings(
@@ -508,14 +489,7 @@ def _load_channel(
     from graph.schema import ensure_schema
 
     ensure_schema(driver, database=settings.neo4j.database)
-    progress = Progress(
-        TextColumn(f"[bold]loading {what}[/bold]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("files"),
-        TimeElapsedColumn(),
-        console=console,
-    )
+    progress = progress_bar(f"[bold]loading {what}[/bold]", console, "files")
     with progress:
         task = progress.add_task(what, total=files)
         report = run(lambda _path: progress.advance(task))
@@ -812,12 +786,8 @@ def terminology_load(
     from terminology.model import TerminologyError
 
     settings = _settings()
-    try:
-        with connected(settings) as driver:
-            ok = load_terminology(settings, driver, system or [], console)
-    except TerminologyError as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
+    with _exit_2_on(TerminologyError), connected(settings) as driver:
+        ok = load_terminology(settings, driver, system or [], console)
     if not ok:
         raise typer.Exit(EXIT_PARTIAL)
 
@@ -837,11 +807,8 @@ def terminology_import_local(
     from terminology.model import TerminologyError
 
     settings = _settings()
-    try:
+    with _exit_2_on(TerminologyError):
         parsed = parse_local_codes(path, system=system, version=version)
-    except TerminologyError as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
     with connected(settings) as driver:
         ensure_schema(driver, database=settings.neo4j.database)
         access = TerminologyAccess.for_driver(
@@ -922,13 +889,8 @@ def _embed_with_progress(
 ) -> EmbedReport:
     from nlp.semantic import embed_concepts
 
-    progress = Progress(
-        TextColumn(f"[bold]embedding[/bold] {model} · {system or 'all systems'}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("concepts"),
-        TimeElapsedColumn(),
-        console=console,
+    progress = progress_bar(
+        f"[bold]embedding[/bold] {model} · {system or 'all systems'}", console, "concepts"
     )
     with progress:
         task = progress.add_task("embed", total=None)
@@ -1000,6 +962,16 @@ _WORKSPACE = Annotated[
 ]
 
 
+@contextmanager
+def _exit_2_on(*errors: type[Exception]) -> Iterator[None]:
+    """Expected failures (bad input, unknown names) as one red line and exit code 2."""
+    try:
+        yield
+    except errors as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+
+
 def _curation_errors() -> tuple[type[Exception], ...]:
     from terminology.conceptmap import ConceptMapError
     from terminology.curation import CurationError
@@ -1019,12 +991,8 @@ def mapping_suggest(
     from app.mapping_cli import suggest
 
     settings = _settings()
-    with connected(settings) as driver:
-        try:
-            suggest(settings, driver, source, target, workspace=workspace, codes=code)
-        except _curation_errors() as e:
-            console.print(f"[red]error:[/red] {e}")
-            raise typer.Exit(2) from e
+    with connected(settings) as driver, _exit_2_on(*_curation_errors()):
+        suggest(settings, driver, source, target, workspace=workspace, codes=code)
 
 
 @mapping_app.command("list")
@@ -1042,7 +1010,7 @@ def mapping_list(
     settings = _settings()
     with connected(settings) as driver:
         access = mapping_access(settings, driver)
-        try:
+        with _exit_2_on(*_curation_errors()):
             flt = MappingFilter(
                 workspace=workspace,
                 source_system=source,
@@ -1050,9 +1018,6 @@ def mapping_list(
                 statuses=tuple(status) if status else None,
             )
             rows, total = access.mappings(flt, first=limit)
-        except _curation_errors() as e:
-            console.print(f"[red]error:[/red] {e}")
-            raise typer.Exit(2) from e
     table = Table(title=f"{total} mappings {source} → {target} ({workspace})")
     for column in ("local", "display", "target", "target display", "score", "status"):
         table.add_column(column)
@@ -1081,14 +1046,8 @@ def mapping_publish(
     from app.mapping_cli import mapping_access
 
     settings = _settings()
-    with connected(settings) as driver:
-        try:
-            p = mapping_access(settings, driver).publish(
-                source, target, workspace=workspace, name=name
-            )
-        except _curation_errors() as e:
-            console.print(f"[red]error:[/red] {e}")
-            raise typer.Exit(2) from e
+    with connected(settings) as driver, _exit_2_on(*_curation_errors()):
+        p = mapping_access(settings, driver).publish(source, target, workspace=workspace, name=name)
     console.print(
         f"published {p.name} version {p.version}: {p.elements} elements, {p.links} links, "
         f"{p.facts_coded} facts coded with the standard codes"
@@ -1109,14 +1068,10 @@ def mapping_export(
         console.print(f"[red]error:[/red] unknown format {fmt!r}: fhir or sssom")
         raise typer.Exit(2)
     settings = _settings()
-    with connected(settings) as driver:
-        try:
-            text = mapping_access(settings, driver).export(
-                name, version, "fhir" if fmt == "fhir" else "sssom"
-            )
-        except _curation_errors() as e:
-            console.print(f"[red]error:[/red] {e}")
-            raise typer.Exit(2) from e
+    with connected(settings) as driver, _exit_2_on(*_curation_errors()):
+        text = mapping_access(settings, driver).export(
+            name, version, "fhir" if fmt == "fhir" else "sssom"
+        )
     if output is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     else:
@@ -1135,17 +1090,10 @@ def mapping_import(
     from terminology.conceptmap import read_concept_map
 
     settings = _settings()
-    try:
+    with _exit_2_on(*_curation_errors()):
         doc = read_concept_map(path)
-    except _curation_errors() as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
-    with connected(settings) as driver:
-        try:
-            p = mapping_access(settings, driver).import_map(doc, workspace=workspace)
-        except _curation_errors() as e:
-            console.print(f"[red]error:[/red] {e}")
-            raise typer.Exit(2) from e
+    with connected(settings) as driver, _exit_2_on(*_curation_errors()):
+        p = mapping_access(settings, driver).import_map(doc, workspace=workspace)
     console.print(
         f"imported {p.elements} mappings; published {p.name} version {p.version} "
         f"({p.facts_coded} facts coded)"
@@ -1163,12 +1111,8 @@ def mapping_agreement(
     from app.mapping_cli import mapping_access
 
     settings = _settings()
-    with connected(settings) as driver:
-        try:
-            r = mapping_access(settings, driver).agreement(source, target, a, b)
-        except _curation_errors() as e:
-            console.print(f"[red]error:[/red] {e}")
-            raise typer.Exit(2) from e
+    with connected(settings) as driver, _exit_2_on(*_curation_errors()):
+        r = mapping_access(settings, driver).agreement(source, target, a, b)
     kappa = f"{r.kappa:.3f}" if r.kappa is not None else "n/a"
     console.print(
         f"{r.compared} codes decided by both of {r.codes}: {r.agreed} agree "

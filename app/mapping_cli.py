@@ -6,10 +6,10 @@ from __future__ import annotations
 import getpass
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from access.mapping import MappingAccess
 from access.policy import Principal, Role
+from app.progress import progress_bar
 from app.settings import Settings
 from graph.connection import Driver
 
@@ -43,14 +43,7 @@ def suggest(
 ) -> None:
     """Suggest with a progress bar and a one-line summary (the demo calls this too)."""
     access = mapping_access(settings, driver, engine=True)
-    progress = Progress(
-        TextColumn("[bold]mapping[/bold] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("codes"),
-        TimeElapsedColumn(),
-        console=console,
-    )
+    progress = progress_bar("[bold]mapping[/bold] {task.description}", console, "codes")
     with progress:
         task = progress.add_task(f"{source} → {target}", total=None)
 

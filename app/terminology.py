@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from access.policy import Principal, Role
 from access.terminology import TerminologyAccess
 from app.mapping import mapping_engine
+from app.progress import progress_bar
 from app.settings import Settings
 from graph.connection import Driver
 from graph.schema import ensure_schema
@@ -30,14 +30,7 @@ def load_terminology(
     with console.status("parsing sources…"):
         systems: list[ParsedSystem] = list(parse(list(names)))
     total = sum(1 + 2 * len(s.concepts) + sum(len(c.parents) for c in s.concepts) for s in systems)
-    progress = Progress(
-        TextColumn("[bold]loading[/bold] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("rows"),
-        TimeElapsedColumn(),
-        console=console,
-    )
+    progress = progress_bar("[bold]loading[/bold] {task.description}", console, "rows")
     access = TerminologyAccess.for_driver(driver, CLI_PRINCIPAL, database=settings.neo4j.database)
     with progress:
         task = progress.add_task("terminology", total=total)
