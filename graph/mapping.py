@@ -236,6 +236,24 @@ def value_profiles(
     return out
 
 
+#: Concepts of a system written outside the batch writer (device readings, portal entries) or
+#: before ``systemKey`` existed get it: the lexicon index finds them by it.
+FILL_SYSTEM_KEYS = f"""
+MATCH (c:{CONCEPT} {{system: $system}}) WHERE c.systemKey IS NULL
+SET c.systemKey = $key
+RETURN count(c) AS n
+"""
+
+
+def ensure_system_keys(driver: neo4j.Driver, system: str, *, database: str | None = None) -> int:
+    """Give the system's concepts their ``systemKey`` (by the system index; a no-op when all
+    have it). Called once per suggestion run, where the key is needed, not at start-up."""
+    records, _, _ = driver.execute_query(
+        FILL_SYSTEM_KEYS, {"system": system, "key": system_key(system)}, database_=database
+    )
+    return int(records[0]["n"]) if records else 0
+
+
 def lexical_candidates(
     driver: neo4j.Driver,
     queries: Sequence[str],

@@ -5,7 +5,6 @@ from __future__ import annotations
 import neo4j
 
 from graph.vectors import vector_schema_statements
-from graph.writer import SYSTEM_KEY_CYPHER
 from ontology.model import Label
 
 
@@ -49,13 +48,4 @@ def ensure_schema(driver: neo4j.Driver, *, database: str | None = None) -> None:
     """Create every constraint and index (a no-op for those that exist) and wait for them."""
     for statement in schema_statements():
         driver.execute_query(statement, database_=database)
-    with driver.session(database=database) as session:  # IN TRANSACTIONS: auto-commit only
-        session.run(BACKFILL_SYSTEM_KEYS).consume()
     driver.execute_query("CALL db.awaitIndexes(300)", database_=database)
-
-
-#: Concepts written before ``systemKey`` existed get it (a no-op once all have it).
-BACKFILL_SYSTEM_KEYS = f"""
-MATCH (c:Concept) WHERE c.systemKey IS NULL AND c.system IS NOT NULL
-CALL (c) {{ SET c.systemKey = {SYSTEM_KEY_CYPHER} }} IN TRANSACTIONS OF 10000 ROWS
-"""

@@ -61,8 +61,6 @@ def system_key(system: str) -> str:
     return _NON_WORD.sub("_", system.lower())
 
 
-#: The same in Cypher, for concepts written before the key existed (graph/schema.py).
-SYSTEM_KEY_CYPHER = "apoc.text.replace(toLower(c.system), '[^a-z0-9]+', '_')"
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 
 

@@ -42,6 +42,7 @@ from graph.connection import Driver
 from graph.mapping import (
     CodeProfile,
     ValueStats,
+    ensure_system_keys,
     lexical_candidates,
     target_profiles,
     value_profiles,
@@ -453,6 +454,8 @@ class MappingEngine:
         started = time.perf_counter()
         self._profiles.clear()  # each call sees the graph as it is (retired codes, new data)
         self._values_by_unit.clear()
+        if method != "embedding":
+            ensure_system_keys(self.driver, target_system, database=self.database)
         out: list[list[Candidate]] = []
         llm_calls, llm_errors = 0, []
         if progress:
