@@ -45,6 +45,9 @@ class Action(StrEnum):
     READ_TERMINOLOGY = "read_terminology"  # lookup, validate, subsume, expand, search, translate
     WRITE_TERMINOLOGY = "write_terminology"  # load code systems and concept maps
     CURATE_MAPPINGS = "curate_mappings"  # the mapping workbench: suggest, review, publish
+    MANAGE_ALERTS = "manage_alerts"  # acknowledge / resolve the shadow's alerts
+    READ_POPULATION = "read_population"  # an organisation's patients stratified by risk
+    READ_DATA_REQUESTS = "read_data_requests"  # what the shadow asks of a domain
 
 
 _ALLOWED: Mapping[Role, frozenset[Action]] = {
@@ -55,6 +58,9 @@ _ALLOWED: Mapping[Role, frozenset[Action]] = {
             Action.MATCH_PATIENT,
             Action.SUBSCRIBE_CHANGES,
             Action.READ_TERMINOLOGY,
+            Action.MANAGE_ALERTS,
+            Action.READ_POPULATION,
+            Action.READ_DATA_REQUESTS,
         }
     ),
     Role.STEWARD: frozenset(
@@ -66,7 +72,12 @@ _ALLOWED: Mapping[Role, frozenset[Action]] = {
     Role.PATIENT: frozenset({Action.WRITE_PORTAL}),
     Role.DEVICE: frozenset({Action.INGEST_READINGS}),
     Role.INTEGRATOR: frozenset(
-        {Action.MATCH_PATIENT, Action.MANAGE_WEBHOOKS, Action.SUBSCRIBE_CHANGES}
+        {
+            Action.MATCH_PATIENT,
+            Action.MANAGE_WEBHOOKS,
+            Action.SUBSCRIBE_CHANGES,
+            Action.READ_DATA_REQUESTS,
+        }
     ),
     Role.ADMIN: frozenset(Action),
     Role.NONE: frozenset(),

@@ -7,7 +7,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -577,6 +577,12 @@ def _load_sample_once(settings: Settings, driver: Driver) -> None:
     _load_terminology_once(settings, driver)
     _map_sample_once(settings, driver, domains_dir)
     _care_gaps(settings, driver, _demo_today(settings))
+    _recompute_shadow(settings, driver, _demo_clock(settings))
+
+
+def _demo_clock(settings: Settings) -> datetime:
+    """The demo shadow's "now": midnight (UTC) of the sample's reference date."""
+    return datetime.combine(_demo_today(settings), datetime.min.time(), tzinfo=UTC)
 
 
 def _demo_today(settings: Settings) -> date:
@@ -690,6 +696,10 @@ def _serve(
         settings = settings.model_copy(
             update={"api": settings.api.model_copy(update={"tokens": tokens})}
         )
+    if load and settings.shadow.clock is None:
+        # the sample's days, not today's: its trends, scores and silent monitors make sense
+        shadow = settings.shadow.model_copy(update={"clock": _demo_clock(settings)})
+        settings = settings.model_copy(update={"shadow": shadow})
     with connected(settings) as driver:
         if load:
             _load_sample_once(settings, driver)
@@ -1173,6 +1183,73 @@ def _care_gaps(settings: Settings, driver: Driver, day: date, rules: Path | None
         f"{len(result.gaps)} open care gaps ({result.opened} new, {result.closed} closed since "
         "the last evaluation)"
     )
+
+
+@shadow_app.command("recompute")
+def shadow_recompute(
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="the shadow's now (YYYY-MM-DD or ISO date-time, UTC; default: now)"),
+    ] = None,
+    person: Annotated[
+        list[str] | None, typer.Option(help="only these person ids (repeatable)")
+    ] = None,
+) -> None:
+    """Recompute every person's shadow: scores, data requests and alerts (new ones go out on
+    the change feed)."""
+    try:
+        clock = datetime.fromisoformat(as_of) if as_of else None
+    except ValueError as e:
+        console.print(f"[red]error:[/red] --as-of {as_of!r} is not an ISO date or date-time")
+        raise typer.Exit(2) from e
+    settings = _settings()
+    with connected(settings) as driver:
+        _recompute_shadow(settings, driver, clock, person)
+
+
+def _recompute_shadow(
+    settings: Settings,
+    driver: Driver,
+    clock: datetime | None,
+    persons: list[str] | None = None,
+) -> None:
+    from shadow.service import ShadowService, all_persons
+
+    service = ShadowService(driver, database=settings.neo4j.database)
+    if clock is not None and clock.tzinfo is None:
+        clock = clock.replace(tzinfo=UTC)
+    as_of = None if clock is None else int(clock.timestamp())
+    uids = persons or all_persons(driver, settings.neo4j.database)
+    progress = progress_bar("[bold]digital shadow[/bold]", console, "persons")
+    with progress:
+        task = progress.add_task("shadow", total=len(uids))
+        report = service.recompute_all(
+            as_of=as_of,
+            persons=uids,
+            batch_size=settings.shadow.batch_size,
+            on_batch=lambda n: progress.advance(task, n),
+        )
+    table = Table(title=f"digital shadow as of {(clock or datetime.now(UTC)).isoformat()}")
+    table.add_column("")
+    table.add_column("count", justify="right")
+    for label, value in (
+        ("persons", report.persons),
+        ("scores (complete)", f"{report.scores} ({report.complete_scores})"),
+        ("data requests opened / closed", f"{report.requests_opened} / {report.requests_closed}"),
+        ("alerts opened", report.alerts_opened),
+        ("alerts escalated / resolved", f"{report.alerts_escalated} / {report.alerts_resolved}"),
+        ("change events", report.events),
+    ):
+        table.add_row(label, str(value))
+    console.print(table)
+    if report.severities:
+        console.print(
+            "new alerts by severity: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(report.severities.items()))
+        )
+    for problem, n in report.unit_errors.most_common(5):
+        console.print(f"[yellow]skipped {n} value(s):[/yellow] {problem}")
+    console.print(f"in {report.seconds:.1f}s")
 
 
 def main() -> None:

@@ -171,6 +171,7 @@ class Notifier:
         self._hooks_wake = asyncio.Event()
         self._stopping = False
         self._started = asyncio.Event()
+        self._listeners: list[Callable[[ChangeEventRow], None]] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -226,6 +227,12 @@ class Notifier:
     def cursor(self) -> int | None:
         """The last sequence number published to subscribers."""
         return self._cursor
+
+    def listen(self, callback: Callable[[ChangeEventRow], None]) -> None:
+        """Call ``callback`` (on the event loop; it must not block) with every event as it is
+        published, after the subscribers: in-process consumers such as the shadow watcher,
+        which must never be disconnected for falling behind."""
+        self._listeners.append(callback)
 
     # -- subscriptions (ChangeFeed) ------------------------------------------------------------
 
@@ -308,6 +315,8 @@ class Notifier:
             run = outbox.contiguous(rows, rows[0].seq - 1)
         for event in run:
             self.broker.publish(event)
+            for listener in self._listeners:
+                listener(event)
         if run:
             self._cursor = run[-1].seq
             self._hooks_wake.set()  # their deliveries were committed with them

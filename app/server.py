@@ -20,11 +20,13 @@ from app.ingest import ingest_endpoint
 from app.mapping import mapping_engine
 from app.notify import Notifier
 from app.settings import Settings
+from app.shadow_watch import ShadowWatcher
 from graph.connection import Driver, open_driver, ping
 from graph.schema import ensure_schema
 from nlp.semantic import SemanticSearch
 from resolvers.context import Context, in_thread
 from resolvers.schema import build_schema
+from shadow.service import ShadowService
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
 
@@ -55,6 +57,8 @@ class MedshadowGraphQL(GraphQL[Context, None]):
             feed=getattr(request.app.state, "notifier", None),
             semantic=getattr(request.app.state, "semantic", None),
             mapper=getattr(request.app.state, "mapper", None),
+            shadow=getattr(request.app.state, "shadow", None),
+            shadow_clock=self.settings.shadow.clock_epoch,
         )
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
@@ -74,6 +78,8 @@ class MedshadowGraphQL(GraphQL[Context, None]):
                 feed=context.feed,
                 semantic=context.semantic,
                 mapper=context.mapper,
+                shadow=context.shadow,
+                shadow_clock=context.shadow_clock,
             )
             context.access, context.loaders = fresh.access, fresh.loaders
         return await super().on_ws_connect(context)
@@ -104,6 +110,12 @@ def create_app(settings: Settings, *, driver: Driver | None = None) -> Starlette
             notifier = Notifier(app.state.driver, settings.notify, database=settings.neo4j.database)
             await notifier.start()
         app.state.notifier = notifier
+        app.state.shadow = ShadowService(app.state.driver, database=settings.neo4j.database)
+        watcher = None
+        if notifier is not None and settings.shadow.watch:
+            watcher = ShadowWatcher(notifier, app.state.shadow, settings.shadow)
+            await watcher.start()
+        app.state.shadow_watcher = watcher
         # semantic concept search: the embedding models load on the first semantic query
         app.state.semantic = SemanticSearch(app.state.driver, database=settings.neo4j.database)
         # the mapping workbench's engine (and the chat model re-rank, when configured)
@@ -111,6 +123,8 @@ def create_app(settings: Settings, *, driver: Driver | None = None) -> Starlette
         try:
             yield
         finally:
+            if watcher is not None:
+                await watcher.stop()
             if notifier is not None:
                 await notifier.stop()
             if owned:

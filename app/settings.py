@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -101,6 +102,29 @@ class MappingSettings(BaseModel):
     llm_timeout_s: float = 60.0
 
 
+class ShadowSettings(BaseModel):
+    """The digital shadow (``MEDSHADOW_SHADOW__*``)."""
+
+    #: The shadow's "now" (ISO date or date-time, UTC). None: the wall clock. The demo sets its
+    #: sample's reference date, so its windows ("last 24 h") and silent-monitor checks look at
+    #: the sample's days rather than at today's empty ones.
+    clock: datetime | None = None
+    #: Recompute the shadow of every person the change feed reports as changed (alerts, data
+    #: requests, scores), in the web process.
+    watch: bool = True
+    #: Persons recomputed per transaction batch when many changed at once.
+    batch_size: int = Field(default=250, ge=1)
+    #: How often the web process re-checks for silent monitors (no event announces silence).
+    silence_check_interval_s: float = Field(default=300.0, gt=0)
+
+    @property
+    def clock_epoch(self) -> int | None:
+        if self.clock is None:
+            return None
+        clock = self.clock if self.clock.tzinfo else self.clock.replace(tzinfo=UTC)
+        return int(clock.timestamp())
+
+
 class DemoSettings(BaseModel):
     population: int = 40
     seed: int = 2026
@@ -128,3 +152,4 @@ class Settings(BaseSettings):
     mpi: MpiSettings = Field(default_factory=MpiSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     mapping: MappingSettings = Field(default_factory=MappingSettings)
+    shadow: ShadowSettings = Field(default_factory=ShadowSettings)

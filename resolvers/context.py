@@ -17,6 +17,7 @@ from access.terminology import SemanticSearch
 from graph.connection import Driver
 from graph.reader import ALL_FACTS, FactFilter
 from ontology.model import Label
+from shadow.service import ShadowService
 
 T = TypeVar("T")
 
@@ -85,6 +86,9 @@ class Context:
     semantic: SemanticSearch | None = None
     #: The mapping engine (nlp/mapping.py) behind the workbench's suggestions, when configured.
     mapper: Suggester | None = None
+    #: The digital shadow's service and its clock (epoch seconds; None: the wall clock).
+    shadow: ShadowService | None = None
+    shadow_clock: int | None = None
 
     @classmethod
     def for_principal(
@@ -96,11 +100,19 @@ class Context:
         feed: ChangeFeed | None = None,
         semantic: SemanticSearch | None = None,
         mapper: Suggester | None = None,
+        shadow: ShadowService | None = None,
+        shadow_clock: int | None = None,
     ) -> Context:
         """A fresh request context: its own round-trip counter and DataLoader caches."""
         access = RecordAccess.for_driver(driver, principal, database=database)
         return cls(
-            access=access, loaders=Loaders(access), feed=feed, semantic=semantic, mapper=mapper
+            access=access,
+            loaders=Loaders(access),
+            feed=feed,
+            semantic=semantic,
+            mapper=mapper,
+            shadow=shadow,
+            shadow_clock=shadow_clock,
         )
 
 

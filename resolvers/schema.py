@@ -23,7 +23,7 @@ from strawberry.tools import merge_types
 
 from access.changes import ChangeFeedError
 from access.policy import AccessDeniedError
-from resolvers import changes, mapping, mpi, portal, readings, terminology
+from resolvers import changes, mapping, mpi, portal, readings, shadow, terminology
 from resolvers.context import Info, in_thread
 from resolvers.types import (
     AccessDenied,
@@ -99,6 +99,7 @@ QUERIES: tuple[type, ...] = (
     *changes.QUERIES,
     *terminology.QUERIES,
     *mapping.QUERIES,
+    *shadow.QUERIES,
 )
 MUTATIONS: tuple[type, ...] = (
     mpi.IdentityMutation,
@@ -107,8 +108,9 @@ MUTATIONS: tuple[type, ...] = (
     *readings.MUTATIONS,
     *terminology.MUTATIONS,
     *mapping.MUTATIONS,
+    *shadow.MUTATIONS,
 )
-SUBSCRIPTIONS: tuple[type, ...] = (*changes.SUBSCRIPTIONS,)
+SUBSCRIPTIONS: tuple[type, ...] = (*changes.SUBSCRIPTIONS, *shadow.SUBSCRIPTIONS)
 
 
 def build_schema(

@@ -13,52 +13,16 @@ import strawberry
 
 from graph.reader import ALL_FACTS, FactFilter
 from ontology.model import Label
-from resolvers.context import Info, in_thread
+from resolvers.context import Info
 
 if TYPE_CHECKING:
     from resolvers.readings import DeviceReading, ReadingSeries, TrendPoint
+    from resolvers.shadow import PatientShadow
 
 T = TypeVar("T")
 
 
 # -- shared leaves -----------------------------------------------------------------------------
-
-
-@strawberry.type(description="Recommended care the graph shows has not happened (a rule's gap).")
-class CareGap:
-    rule: str = strawberry.field(description="Id of the rule in shadow/data/care_gaps.yaml.")
-    title: str
-    status: str = strawberry.field(description="open | closed")
-    due_date: date | None
-    last_done: date | None = strawberry.field(description="The last required fact, if any.")
-    reference: str = strawberry.field(description="The guideline the rule follows.")
-    raised_at: datetime | None
-    closed_at: datetime | None
-
-
-@strawberry.type(description="What medshadow derives about one person.")
-class PatientShadow:
-    person_id: strawberry.Private[strawberry.ID]
-
-    @strawberry.field(
-        description="Care gaps from the last rule evaluation (`medshadow shadow gaps`), open "
-        "first; `status` filters (open, closed)."
-    )
-    async def care_gaps(self, info: Info, status: str | None = None) -> list[CareGap]:
-        rows = await in_thread(info.context.access.care_gaps, str(self.person_id), status)
-        return [
-            CareGap(
-                rule=r["rule"],
-                title=r["title"],
-                status=r["status"],
-                due_date=_dt(r.get("dueDate")),
-                last_done=_dt(r.get("lastDone")),
-                reference=r["reference"],
-                raised_at=_dt(r.get("raisedAt")),
-                closed_at=_dt(r.get("closedAt")),
-            )
-            for r in rows
-        ]
 
 
 @strawberry.type(
@@ -487,11 +451,13 @@ class Patient:
         return [fact_from_row(label, row) for row in rows]
 
     @strawberry.field(
-        description="The patient's digital shadow: what medshadow derives from the graph "
-        "(issue 5; care gaps so far)."
+        description="The patient's digital shadow: vitals and trends across every domain, "
+        "validated scores, care gaps, data requests and alerts."
     )
-    def shadow(self) -> PatientShadow:
-        return PatientShadow(person_id=self.id)
+    def shadow(self) -> Annotated[PatientShadow, strawberry.lazy("resolvers.shadow")]:
+        from resolvers.shadow import PatientShadow
+
+        return PatientShadow(person_id=str(self.id))
 
     @strawberry.field(description="Which domains hold data on this patient, with their records.")
     async def domains(self, info: Info) -> list[PatientDomain]:

@@ -79,6 +79,8 @@ _ALIASES = {
     "in": "[in_i]",
     "bpm": "{beats}/min",
     "kg/m²": "kg/m2",
+    # eGFR as Synthea and some laboratories label it (the /1.73 m2 normalisation is implied)
+    "mL/min": "mL/min/{1.73_m2}",
 }
 
 

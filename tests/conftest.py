@@ -232,3 +232,55 @@ def graphql_request(
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+@dataclass(frozen=True)
+class ShadowWorld:
+    """The sample with an IoT cloud of its own (accounts linked to the sample's persons) and
+    every person's shadow computed as of the end of the readings."""
+
+    vendor: str
+    iot_dir: Path
+    truth: dict[str, Any]
+    as_of: int  # epoch seconds: the end of the generated readings
+    persons: tuple[str, ...]  # persons with a device of this vendor
+
+    @property
+    def domain(self) -> str:
+        return f"iot:{self.vendor}"
+
+
+@pytest.fixture(scope="session")
+def shadow_world(
+    driver: neo4j.Driver,
+    loaded_sample: LoadReport,
+    sample_domains: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ShadowWorld]:
+    import orjson
+
+    from app.readings import load_readings
+    from loaders.iot_gen import DEFAULT_END, IOT_TRUTH_NAME, generate_iot
+    from shadow.service import ShadowService, all_persons
+    from tests.graph.iot_data import cleanup, unique_vendor
+
+    vendor = unique_vendor()
+    out = tmp_path_factory.mktemp("shadow-iot")
+    generate_iot(sample_domains, out, seed=21, days=10, fraction=0.5, vendor=vendor)
+    report = load_readings(
+        driver, [out], vendor=vendor, quarantine_dir=tmp_path_factory.mktemp("shadow-q")
+    )
+    assert report.ok, report.reasons
+    rows, _, _ = driver.execute_query(
+        "MATCH (:Domain {uid: $d})<-[:IN_DOMAIN]-(:Patient)-[:RECORD_OF]->(p:Person) "
+        "RETURN DISTINCT p.uid AS uid ORDER BY uid",
+        d=f"iot:{vendor}",
+    )
+    persons = tuple(r["uid"] for r in rows)
+    assert persons, "the IoT accounts were not linked to the sample's persons"
+    as_of = int(DEFAULT_END.timestamp())
+    ShadowService(driver).recompute_all(as_of=as_of, persons=all_persons(driver))
+    truth = orjson.loads((out / IOT_TRUTH_NAME).read_bytes())
+    yield ShadowWorld(vendor, out, truth, as_of, persons)
+    cleanup(driver, vendor)
+

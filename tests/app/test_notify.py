@@ -27,7 +27,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from app.notify import ChangeBroker, Notifier, sign, verify_signature
 from app.server import create_app
-from app.settings import ApiSettings, NotifySettings, Settings
+from app.settings import ApiSettings, NotifySettings, Settings, ShadowSettings
 from graph import outbox
 from graph.embedded import free_port
 from graph.outbox import ChangeEventRow
@@ -117,7 +117,12 @@ def served(settings: Settings, driver: neo4j.Driver) -> Iterator[Served]:
         webhook_timeout_s=5,
     )
     config_settings = settings.model_copy(
-        update={"api": ApiSettings(tokens=TOKENS, anonymous_role="none"), "notify": fast}
+        update={
+            "api": ApiSettings(tokens=TOKENS, anonymous_role="none"),
+            "notify": fast,
+            # the feed itself under test: no shadow adding its own events (test_shadow_live.py)
+            "shadow": ShadowSettings(watch=False),
+        }
     )
     app = create_app(config_settings, driver=driver)
     port = free_port()

@@ -14,6 +14,7 @@
 // The GraphQL client and h() live in client.js (side-effect free, shared with the standalone
 // pages); re-exported here for modules that import the core from app.js.
 import { gql, GraphQLRequestError, h } from "./client.js";
+import { shadowLink } from "./shadow.js";
 
 export { gql, GraphQLRequestError, h };
 
@@ -1096,6 +1097,7 @@ async function renderPatient(main, ctx) {
       { class: "page page-record", "data-testid": "patient-record" },
       back,
       patientHeader(result),
+      shadowLink(result.id),
       domainsPanel(result),
       tabs(result, ctx, ctx.query.get("tab")),
     ),
