@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     TypeAdapter,
-    ValidationError,
     model_validator,
 )
 
@@ -36,6 +35,7 @@ from shadow.model import (
     SeriesActivity,
     Severity,
 )
+from shadow.rulesfile import load_rule_list
 from shadow.scores import (
     news2_pulse,
     news2_respiration,
@@ -207,28 +207,7 @@ _RULE: TypeAdapter[AlertRule] = TypeAdapter(AlertRule)
 
 def load_rules(path: Path = RULES_PATH) -> list[AlertRule]:
     """Parse and check a rules file; every bad rule is named (by id or position) in one error."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
-        raise AlertRuleError(f"{path}: cannot read the rules: {e}") from e
-    if not isinstance(data, list):
-        raise AlertRuleError(f"{path}: expected a list of rules")
-    rules: list[AlertRule] = []
-    problems: list[str] = []
-    for i, item in enumerate(data):
-        name = item.get("id", f"#{i + 1}") if isinstance(item, dict) else f"#{i + 1}"
-        try:
-            rules.append(_RULE.validate_python(item))
-        except ValidationError as e:
-            detail = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
-            )
-            problems.append(f"rule {name}: {detail}")
-    ids = [r.id for r in rules]
-    problems += [f"rule {d}: id used twice" for d in sorted({i for i in ids if ids.count(i) > 1})]
-    if problems:
-        raise AlertRuleError(f"{path}: " + " | ".join(problems))
-    return rules
+    return load_rule_list(path, _RULE.validate_python, AlertRuleError, lambda r: r.id)
 
 
 @cache
@@ -273,6 +252,9 @@ def evaluate(
     rule id to its population codes with their descendants (the caller walks IS_A); a rule
     missing from it is matched on its own codes."""
     out: list[AlertCandidate] = []
+    # one event, one alert: of the threshold rules crossed the same way on the same metric
+    # (level 1 and level 2 hypoglycaemia), only the most severe fires
+    worst: dict[tuple[str, bool], Severity] = {}
     for rule in rules:
         if rule.population:
             codes = set(rule.population) | (expanded or {}).get(rule.id, frozenset())
@@ -282,13 +264,26 @@ def evaluate(
             found = _news2(rule, snapshot)
         elif isinstance(rule, ThresholdRule):
             found = _threshold(rule, _points(snapshot, rule.metric))
+            if found:
+                side = (rule.metric, rule.below is not None)
+                worst[side] = max(worst.get(side, "low"), rule.severity, key=SEVERITIES.index)
         elif isinstance(rule, TrendRule):
             found = _trend(rule, _points(snapshot, rule.metric))
         else:
             found = _silent(rule, snapshot, now)
         fresh = now - rule.fresh_hours * 3600
         out += sorted((a for a in found if a.at >= fresh), key=lambda a: a.key)
-    return out
+    by_id = {r.id: r for r in rules}
+    return [a for a in out if not _outranked(by_id[a.rule], a, worst)]
+
+
+def _outranked(
+    rule: AlertRule, alert: AlertCandidate, worst: Mapping[tuple[str, bool], Severity]
+) -> bool:
+    if not isinstance(rule, ThresholdRule):
+        return False
+    top = worst.get((rule.metric, rule.below is not None), alert.severity)
+    return SEVERITIES.index(top) > SEVERITIES.index(alert.severity)
 
 
 def _points(snapshot: PersonSnapshot, metric: str) -> list[Point]:
@@ -464,7 +459,7 @@ def _silent(rule: SilentRule, snapshot: PersonSnapshot, now: int) -> list[AlertC
                     "device": device,
                     "metrics": metrics,
                     "source": s.source,
-                    "last_t": float(s.last_t),
+                    "last_reading": datetime.fromtimestamp(s.last_t, UTC).isoformat(),
                     "silent_hours": quiet / 3600,
                     "typical_interval_minutes": s.typical_interval_s / 60,
                 },

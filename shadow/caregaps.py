@@ -15,16 +15,17 @@ from __future__ import annotations
 import calendar
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from graph import caregaps as g
 from graph.connection import Driver
+from shadow.rulesfile import load_rule_list
+from shadow.times import day_of
 from terminology.sources import system_url
 
 RULES_PATH = Path(__file__).with_name("data") / "care_gaps.yaml"
@@ -85,27 +86,7 @@ class CareGapRule(BaseModel):
 
 def load_rules(path: Path = RULES_PATH) -> list[CareGapRule]:
     """Parse and check a rules file; every bad rule is named (by id or position) in one error."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
-        raise CareGapRuleError(f"{path}: cannot read the rules: {e}") from e
-    if not isinstance(data, list):
-        raise CareGapRuleError(f"{path}: expected a list of rules")
-    rules, problems = [], []
-    for i, item in enumerate(data):
-        name = item.get("id", f"#{i + 1}") if isinstance(item, dict) else f"#{i + 1}"
-        try:
-            rules.append(CareGapRule.model_validate(item))
-        except ValidationError as e:
-            detail = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
-            )
-            problems.append(f"rule {name}: {detail}")
-    ids = [r.id for r in rules]
-    problems += [f"rule {d}: id used twice" for d in sorted({i for i in ids if ids.count(i) > 1})]
-    if problems:
-        raise CareGapRuleError(f"{path}: " + " | ".join(problems))
-    return rules
+    return load_rule_list(path, CareGapRule.model_validate, CareGapRuleError, lambda r: r.id)
 
 
 @cache
@@ -146,7 +127,7 @@ def gaps_for(rule: CareGapRule, rows: Sequence[dict[str, Any]], as_of: date) -> 
     """The open gaps among a rule's population rows (``person``, ``last`` date or None)."""
     out = []
     for row in rows:
-        last = _day(row.get("last"))
+        last = day_of(row.get("last"))
         due = add_months(last, rule.every_months) if last else as_of
         if due <= as_of:
             out.append(Gap(rule.id, row["person"], rule.title, due, last, rule.reference))
@@ -197,15 +178,3 @@ def evaluate(
         database=database,
     )
     return Evaluation(as_of, population, gaps, opened, closed)
-
-
-def _day(value: Any) -> date | None:
-    if value is None:
-        return None
-    if hasattr(value, "to_native"):
-        value = value.to_native()
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    raise TypeError(f"not a date: {value!r}")

@@ -397,6 +397,13 @@ INPUT_DISPLAY: Mapping[str, str] = {
     "weight": "Body weight (daily, heart-failure monitoring)",
 }
 
+#: Score inputs named differently from the metric that answers them.
+INPUT_METRIC: Mapping[str, str] = {
+    "systolic": "bp_systolic",
+    "pulse": "heart_rate",
+    "temperature": "body_temperature",
+}
+
 #: How recent a daily weight must be for heart-failure self-monitoring (ESC 2021: daily).
 HF_WEIGHT_MAX_AGE_S = 7 * 86_400
 

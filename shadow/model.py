@@ -19,24 +19,6 @@ class Quantity:
     unit: str
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """One observation as it arrived from a domain, before any normalisation."""
-
-    code: str
-    system: str
-    value: float | str | bool
-    unit: str | None
-    at: datetime
-    source: str
-
-    def quantity(self) -> Quantity:
-        """The reading as a :class:`Quantity`; a reading without a numeric value is refused."""
-        if isinstance(self.value, bool) or not isinstance(self.value, int | float):
-            raise ValueError(f"reading {self.system}|{self.code} from {self.source} is not numeric")
-        return Quantity(float(self.value), self.unit or "1")
-
-
 Input = Quantity | str | bool
 Sex = Literal["female", "male"]
 

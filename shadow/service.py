@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from graph import outbox
@@ -28,6 +28,7 @@ from graph.readings import trend_params
 from shadow import alerts as alert_rules
 from shadow.engine import (
     CONDITION_GROUPS,
+    INPUT_METRIC,
     SMOKING_STATUS,
     CodedValue,
     DomainRef,
@@ -38,6 +39,7 @@ from shadow.engine import (
 )
 from shadow.metrics import METRICS, metric_of_code
 from shadow.model import AlertCandidate, PersonSnapshot, Point, Quantity, SeriesActivity, Sex
+from shadow.times import day_of, epoch
 from shadow.units import UnitError, convert
 
 #: Newest observations read per code and person (scores use the latest; trends read more).
@@ -51,29 +53,6 @@ ALERT_KIND = "Alert"
 REQUEST_KIND = "DataRequest"
 #: Kinds of change the shadow itself writes: never a reason to recompute.
 OWN_KINDS = frozenset({ALERT_KIND, REQUEST_KIND})
-
-
-def epoch(value: Any) -> int:
-    """Epoch seconds of a Neo4j/py datetime or date (dates at midnight UTC)."""
-    if hasattr(value, "to_native"):
-        value = value.to_native()
-    if isinstance(value, datetime):
-        return int((value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp())
-    if isinstance(value, date):
-        return int(datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp())
-    raise TypeError(f"not a date/time: {value!r}")
-
-
-def _day(value: Any) -> date | None:
-    if value is None:
-        return None
-    if hasattr(value, "to_native"):
-        value = value.to_native()
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    return date.fromisoformat(str(value)[:10])
 
 
 @dataclass(slots=True)
@@ -165,7 +144,7 @@ class ShadowService:
                 person=row["pid"],
                 as_of=as_of,
                 name=row["name"],
-                birth_date=_day(row["birthDate"]),
+                birth_date=day_of(row["birthDate"]),
                 sex=cast(Sex, row["gender"]) if row["gender"] in ("female", "male") else None,
                 deceased=any(r["deceased"] is not None for r in records),
                 domains=[
@@ -337,9 +316,10 @@ class ShadowService:
                         },
                     }
                 )
-            for metric, pts in d.points.items():
+            for name in {*METRICS, *INPUT_METRIC}:
+                pts = d.points.get(INPUT_METRIC.get(name, name))
                 if pts:
-                    satisfied[(pid, metric)] = f"{pts[-1].source} at {_iso(pts[-1].t)}"
+                    satisfied[(pid, name)] = f"{pts[-1].source} at {_iso(pts[-1].t)}"
             for a in fired:
                 firing.append(
                     {

@@ -6,7 +6,6 @@ latency is measured by bench/bench_shadow.py."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -15,14 +14,13 @@ from typing import Any
 import httpx2
 import neo4j
 import pytest
-import uvicorn
 from websockets.sync.client import ClientConnection, connect
 
 from app.server import create_app
 from app.settings import ApiSettings, NotifySettings, Settings, ShadowSettings
-from graph.embedded import free_port
 from tests.app.test_notify import Served, wait_until
 from tests.conftest import ShadowWorld
+from tests.web.conftest import serving
 
 TOKENS = {"t-dev": "device", "t-doc": "clinician:dr-who", "t-int": "integrator"}
 
@@ -53,23 +51,8 @@ def served(settings: Settings, driver: neo4j.Driver, shadow_world: ShadowWorld) 
         }
     )
     app = create_app(tuned, driver=driver)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="uvicorn-shadow-live", daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        try:
-            return httpx2.get(f"{url}/health", timeout=2).status_code == 200
-        except httpx2.TransportError:
-            return False
-
-    wait_until("/health", healthy)
-    yield Served(url, app)
-    server.should_exit = True
-    thread.join(timeout=30)
-    assert not thread.is_alive(), "uvicorn did not shut down"
+    with serving(app, "uvicorn-shadow-live") as url:
+        yield Served(url, app)
 
 
 @contextmanager

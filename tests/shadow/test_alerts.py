@@ -535,3 +535,16 @@ def test_lookback_and_metrics_of_the_shipped_rules() -> None:
     }
     assert rule_metrics([_rule("hypoglycaemia-level-1")]) == {"glucose"}
     assert rule_metrics([_rule("device-silent-spot")]) == set()
+
+
+def test_level_2_hypoglycaemia_is_not_also_announced_as_level_1() -> None:
+    # ADA Standards of Care 2025, section 6: 50 mg/dL is level 2 (< 54), which also lies below
+    # the level 1 bound (< 70); one event raises one alert, the more severe
+    low = {"glucose": _series("glucose", [50, 48], every_s=5 * MIN)}
+    fired = [a.rule for a in evaluate(default_rules(), _snap(low), now=T0)]
+    assert "hypoglycaemia-level-2" in fired
+    assert "hypoglycaemia-level-1" not in fired
+    mild = {"glucose": _series("glucose", [64, 62], every_s=5 * MIN)}
+    assert "hypoglycaemia-level-1" in [
+        a.rule for a in evaluate(default_rules(), _snap(mild), now=T0)
+    ]

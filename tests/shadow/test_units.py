@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shadow.model import Quantity, Reading
+from shadow.model import Quantity
 from shadow.units import MOLAR_MASS, UnitError, convert, ucum
 
 
@@ -69,13 +69,3 @@ def test_incompatible_units_are_refused() -> None:
         convert(Quantity(70, "kg"), "Cel")
     with pytest.raises(UnitError, match="molar mass"):
         convert(Quantity(1.0, "mg/dL"), "umol/L")
-
-
-def test_reading_quantity() -> None:
-    from datetime import UTC, datetime
-
-    at = datetime(2026, 1, 1, tzinfo=UTC)
-    reading = Reading("8310-5", "http://loinc.org", 37.2, "Cel", at, "ward-monitor")
-    assert reading.quantity() == Quantity(37.2, "Cel")
-    with pytest.raises(ValueError, match="8310-5 from ward-monitor is not numeric"):
-        Reading("8310-5", "http://loinc.org", "high", None, at, "ward-monitor").quantity()
