@@ -64,6 +64,7 @@ bench: setup
 	$(PY) bench/bench_channels.py
 	$(PY) bench/bench_iot.py
 	$(PY) bench/bench_notify.py
+	$(PY) bench/bench_shadow.py
 	$(PY) bench/bench_embeddings.py
 	$(PY) bench/bench_terminology.py
 

@@ -37,8 +37,10 @@ class ShadowWatcher:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
-        #: Time of the last finished recomputation (monotonic); tests and the bench read it.
+        #: Time of the last finished recomputation (monotonic) and how many have finished.
         self.last_pass: float | None = None
+        self.passes = 0
+        self._running = False
 
     async def start(self) -> None:
         self.notifier.listen(self._on_event)
@@ -57,6 +59,11 @@ class ShadowWatcher:
                 await task
         self._tasks = []
 
+    @property
+    def idle(self) -> bool:
+        """Nobody waits to be recomputed and no recomputation is running."""
+        return not self._dirty and not self._running
+
     def mark(self, persons: set[str]) -> None:
         self._dirty.update(persons)
         self._wake.set()
@@ -72,6 +79,7 @@ class ShadowWatcher:
             while self._dirty and not self._stopping:
                 batch = sorted(self._dirty)[: self.settings.batch_size]
                 self._dirty.difference_update(batch)
+                self._running = True
                 try:
                     await asyncio.to_thread(
                         self.service.recompute,
@@ -82,7 +90,10 @@ class ShadowWatcher:
                     )
                 except Exception:  # a bad batch must not stop live alerting for everyone else
                     log.exception("shadow: recomputing %d person(s) failed", len(batch))
+                finally:
+                    self._running = False
                 self.last_pass = time.monotonic()
+                self.passes += 1
                 self.notifier.wake()
 
     async def _silence(self) -> None:

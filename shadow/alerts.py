@@ -159,6 +159,9 @@ class TrendRule(_Rule):
     #: window (dense data); ``endpoints``: the window's oldest point against its newest (sparse)
     compare: Literal["means", "endpoints"] = "means"
     recent_hours: float | None = Field(default=None, gt=0)
+    #: ``means`` only: readings each part must hold, so that a mean is a mean (two spot
+    #: readings a day are not a trend of means)
+    min_readings: int = Field(default=1, ge=1)
     severity: Severity
 
     @model_validator(mode="after")
@@ -294,6 +297,10 @@ def _fmt(value: float, metric: str) -> str:
     return f"{value:g} {METRICS[metric].unit}"
 
 
+def _readings(points: Sequence[Point]) -> int:
+    return sum(p.count for p in points)
+
+
 def _weighted_mean(points: Sequence[Point]) -> float:
     return math.fsum(p.value * p.count for p in points) / sum(p.count for p in points)
 
@@ -392,7 +399,7 @@ def _trend(rule: TrendRule, pts: Sequence[Point]) -> list[AlertCandidate]:
         split = newest - rule.recent_s
         earlier = [p for p in window if p.t < split]
         recent = [p for p in window if p.t >= split]
-        if not earlier:
+        if min(_readings(earlier), _readings(recent)) < rule.min_readings:
             return []
         before, after = _weighted_mean(earlier), _weighted_mean(recent)
         how = (

@@ -39,7 +39,7 @@ from shadow.engine import (
 )
 from shadow.metrics import METRICS, metric_of_code
 from shadow.model import AlertCandidate, PersonSnapshot, Point, Quantity, SeriesActivity, Sex
-from shadow.times import day_of, epoch
+from shadow.times import day_of
 from shadow.units import UnitError, convert
 
 #: Newest observations read per code and person (scores use the latest; trends read more).
@@ -169,14 +169,14 @@ class ShadowService:
                 report.unit_errors[f"{row['code']}: {exc}"] += 1
                 continue
             points[row["pid"]].setdefault(metric.key, []).append(
-                Point(epoch(row["at"]), v, row["source"] or "", row["record"])
+                Point(int(row["t"]), v, row["source"] or "", row["record"])
             )
         for row in q.read_rows(
             self.driver, q.CODED_VALUES, {**base, "codes": [SMOKING_STATUS]}, database=db
         ):
             if row["pid"] in out:
                 out[row["pid"]].coded[row["code"]] = CodedValue(
-                    row["value"], row["display"], epoch(row["at"]), row["source"], row["record"]
+                    row["value"], row["display"], int(row["t"]), row["source"], row["record"]
                 )
         cond_codes = self._condition_codes()
         for row in q.read_rows(self.driver, q.CONDITIONS, base, database=db):
@@ -448,7 +448,7 @@ def metric_history(
             v = convert(Quantity(value, row["unit"] or "1"), metric.unit, metric.analyte).value
         except UnitError:
             continue
-        pts.append(Point(epoch(row["at"]), v, row["source"] or "", row["record"]))
+        pts.append(Point(int(row["t"]), v, row["source"] or "", row["record"]))
     series = q.read_rows(
         driver, q.PERSON_SERIES, {"person": person, "codes": list(metric.codes)}, database=database
     )

@@ -250,7 +250,9 @@ class ShadowWorld:
         return f"iot:{self.vendor}"
 
 
-@pytest.fixture(scope="session")
+# Module scope: its device cloud is linked to the sample's persons, and tests elsewhere count a
+# person's series and domains; each module that wants the world gets a fresh one, removed after.
+@pytest.fixture(scope="module")
 def shadow_world(
     driver: neo4j.Driver,
     loaded_sample: LoadReport,

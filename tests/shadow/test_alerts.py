@@ -283,8 +283,9 @@ def test_spo2_trend_needs_readings_before_the_recent_part() -> None:
 
 
 def test_means_are_weighted_by_reading_count() -> None:
-    # earlier part: one aggregated point of 10 readings at 97 and a single 91 -> mean 96.45
-    spo2 = [_p(T0 - 20 * HOUR, 97, count=10), _p(T0 - 12 * HOUR, 91), _p(T0, 93.45)]
+    # earlier part: one aggregated point of 10 readings at 97 and a single 91 -> mean 96.45;
+    # recent part: an hour's aggregate of 6 readings (the rule wants 6 on each side)
+    spo2 = [_p(T0 - 20 * HOUR, 97, count=10), _p(T0 - 12 * HOUR, 91), _p(T0, 93.45, count=6)]
     [alert] = _fire("spo2-falling", _snap({"spo2": spo2}))
     assert alert.evidence["before"] == pytest.approx((970 + 91) / 11)
     assert alert.evidence["change"] == pytest.approx((970 + 91) / 11 - 93.45)
@@ -548,3 +549,19 @@ def test_level_2_hypoglycaemia_is_not_also_announced_as_level_1() -> None:
     assert "hypoglycaemia-level-1" in [
         a.rule for a in evaluate(default_rules(), _snap(mild), now=T0)
     ]
+
+
+def test_a_falling_mean_needs_dense_data() -> None:
+    # two spot readings on each side of the split are not a trend of means (min_readings 6)
+    rule = _rule("spo2-falling")
+    sparse = {
+        "spo2": [
+            Point(T0 - 20 * HOUR, 97, "iot:t", "s"),
+            Point(T0 - 12 * HOUR, 96, "iot:t", "s"),
+            Point(T0 - 2 * HOUR, 92, "iot:t", "s"),
+            Point(T0, 91, "iot:t", "s"),
+        ]
+    }
+    assert evaluate([rule], _snap(sparse), now=T0) == []
+    dense = {"spo2": _series("spo2", [97] * 16 + [92] * 8, every_s=HOUR)}
+    assert [a.rule for a in evaluate([rule], _snap(dense), now=T0)] == ["spo2-falling"]

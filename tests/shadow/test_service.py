@@ -35,12 +35,14 @@ def test_every_person_gets_each_score_once_and_recompute_is_idempotent(
     )
     assert per_person
     assert all(sorted(r["names"]) == ["ASCVD10", "FINDRISC", "NEWS2"] for r in per_person)
+    service = ShadowService(driver)
+    service.recompute(list(shadow_world.persons), as_of=shadow_world.as_of)  # up to date
     before = _rows(
         driver,
         "MATCH (n) WHERE n:Alert OR n:DataRequest OR n:RiskAssessment "
         "RETURN labels(n)[0] AS l, count(n) AS n ORDER BY l",
     )
-    again = ShadowService(driver).recompute(list(shadow_world.persons), as_of=shadow_world.as_of)
+    again = service.recompute(list(shadow_world.persons), as_of=shadow_world.as_of)
     assert (again.alerts_opened, again.requests_opened, again.requests_closed) == (0, 0, 0)
     assert again.alerts_escalated == again.alerts_resolved == 0
     assert again.events == 0  # nothing new: nothing announced
@@ -65,8 +67,10 @@ def test_vitals_pool_every_domain_with_their_source(
     series = _rows(
         driver,
         "MATCH (:Person {uid: $p})<-[:RECORD_OF]-(:Patient)<-[:ABOUT]-(s:ReadingSeries) "
+        "WHERE s.lastT <= $asOf "
         "RETURN s.code AS code, s.lastT AS t, s.lastValue AS v, s.sourceDomain AS d",
         p=person,
+        asOf=shadow_world.as_of,
     )
     assert series
     for s in series:
