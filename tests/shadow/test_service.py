@@ -176,6 +176,14 @@ def test_a_data_request_closes_when_the_data_arrives(
     person, record = rows[0]["p"], rows[0]["record"]
     [request] = [r for r in q.person_requests(driver, person) if r["need"] == "waist"]
     assert any("FINDRISC" in reason for reason in request["reasons"])
+    # the domains asked heard of it on the change feed (subscriptions, webhooks)
+    told = _rows(
+        driver,
+        "MATCH (e:ChangeEvent) WHERE e.personUid = $p AND 'DataRequest' IN e.kinds "
+        "RETURN DISTINCT e.domain AS d",
+        p=person,
+    )
+    assert set(request["domains"]) <= {r["d"] for r in told}
     assert request["tried"]
     assert request["openedAt"] is not None
 
