@@ -72,7 +72,8 @@ UNWIND $persons AS pid
 MATCH (p:`{_P}` {{uid: pid}})
 RETURN pid, p.birthDate AS birthDate, p.gender AS gender, p.name AS name,
   [(p)<-[:`{_RECORD_OF}`]-(r:`{_R}`)-[:`{_IN_DOMAIN}`]->(d:`{_DOM}`) |
-     {{record: r.uid, domain: d.uid, name: d.name, kind: d.kind, deceased: r.deceased}}]
+     {{record: r.uid, domain: d.uid, name: d.name, kind: d.kind, deceased: r.deceased,
+       kinds: coalesce(r.updatedKinds, [])}}]
     AS records
 """
 

@@ -16,6 +16,7 @@ import strawberry
 from access.changes import ChangeAccess
 from access.shadow import ShadowAccess
 from resolvers.context import Info, in_thread
+from shadow.metrics import METRICS
 from shadow.population import summarize as summarize_population
 from shadow.service import ALERT_KIND
 from shadow.trends import TrendSummary
@@ -247,8 +248,6 @@ def request_of(row: dict[str, Any]) -> DataRequest:
 
 
 def _trend(s: TrendSummary, points: list[Any], window: str) -> MetricTrend:
-    from shadow.metrics import METRICS
-
     m = METRICS[s.metric]
     return MetricTrend(
         metric=s.metric,

@@ -70,6 +70,9 @@ class DomainRef:
     name: str
     kind: str
     record: str  # the person's Patient record in that domain
+    #: kinds of data the domain has written for the person (the operational data store's
+    #: registry: ``Observation``, ``ReadingSeries``, ...)
+    kinds: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,11 +411,17 @@ INPUT_METRIC: Mapping[str, str] = {
 HF_WEIGHT_MAX_AGE_S = 7 * 86_400
 
 
+#: Registry kinds that show a domain records measurements for the person.
+MEASURING_KINDS = frozenset({"Observation", "ReadingSeries"})
+
+
 def _domains_for(data: PersonData, need: str) -> tuple[str, ...]:
+    """Domains of the kinds that hold such data, those whose registry entry shows they already
+    record measurements for this person first."""
     kinds = SOURCES_BY_INPUT.get(need, ("MIS",))
     ranked = sorted(
         (d for d in data.domains if d.kind in kinds),
-        key=lambda d: (kinds.index(d.kind), d.uid),
+        key=lambda d: (kinds.index(d.kind), MEASURING_KINDS.isdisjoint(d.kinds), d.uid),
     )
     return tuple(dict.fromkeys(d.uid for d in ranked))
 

@@ -148,7 +148,13 @@ class ShadowService:
                 sex=cast(Sex, row["gender"]) if row["gender"] in ("female", "male") else None,
                 deceased=any(r["deceased"] is not None for r in records),
                 domains=[
-                    DomainRef(r["domain"], r["name"] or r["domain"], r["kind"] or "", r["record"])
+                    DomainRef(
+                        r["domain"],
+                        r["name"] or r["domain"],
+                        r["kind"] or "",
+                        r["record"],
+                        tuple(r["kinds"] or ()),
+                    )
                     for r in records
                 ],
             )

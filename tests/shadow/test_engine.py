@@ -122,6 +122,18 @@ def test_missing_inputs_become_requests_to_the_right_domains() -> None:
     assert "consciousness" not in by_need
 
 
+def test_domains_that_already_measure_the_person_are_asked_first() -> None:
+    # the operational data store's registry: the second clinic has written observations for
+    # this person, the first only demographics
+    data = _person(bp_systolic=[_p(NOW - 10 * DAY, 120)])
+    data.domains = [
+        DomainRef("mis:a", "A", "MIS", "mis:a/Patient/1", ("Patient",)),
+        DomainRef("mis:b", "B", "MIS", "mis:b/Patient/1", ("Observation", "Patient")),
+    ]
+    by_need = {n.need: n for n in compute(data, GROUPS).needs}
+    assert by_need["total_cholesterol"].domains == ("mis:b", "mis:a")
+
+
 def test_news2_inputs_asked_only_while_monitored() -> None:
     monitored = _person(spo2=[_p(NOW - 600, 95, "iot:acme")], heart_rate=[_p(NOW - 600, 80)])
     asked = {n.need for n in compute(monitored, GROUPS).needs}
