@@ -63,6 +63,7 @@ from app.readings import load_readings
 from app.server import create_app
 from app.settings import ApiSettings, Neo4jSettings, Settings, ShadowSettings
 from app.shadow_watch import ShadowWatcher
+from bench.bench_iot import post_batches
 from bench.common import (
     DEFAULT_SEED,
     Population,
@@ -287,18 +288,6 @@ def wait_for_watcher(app: Starlette, driver: Driver, posted: float, timeout_s: f
         time.sleep(0.01)
 
 
-def post_lines(client: httpx2.Client, lines: Sequence[bytes], batch: int) -> dict[str, int]:
-    totals = {"accepted": 0, "rejected": 0, "inserted": 0}
-    for i in range(0, len(lines), batch):
-        body = b"\n".join(lines[i : i + batch]) + b"\n"
-        response = client.post("/ingest/readings", params={"vendor": VENDOR}, content=body)
-        response.raise_for_status()
-        data = response.json()
-        for key in totals:
-            totals[key] += int(data[key])
-    return totals
-
-
 def ingest_run(
     app: Starlette, base: str, driver: Driver, lines: Sequence[bytes], batch: int, watch: bool
 ) -> IngestRun:
@@ -306,7 +295,7 @@ def ingest_run(
     log(f"ingest, watch {'on' if watch else 'off'}: {num(len(lines))} readings, {batch}/request")
     with httpx2.Client(base_url=base, headers=headers, timeout=300) as client:
         started = time.monotonic()
-        totals = post_lines(client, lines, batch)
+        _, totals = post_batches(client, lines, VENDOR, batch)
         posted = time.monotonic()
     if totals["inserted"] != len(lines):
         raise SystemExit(f"ingest was not clean: {totals}")
