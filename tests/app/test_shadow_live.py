@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx2
@@ -83,12 +83,12 @@ def _next_alert(ws: ClientConnection) -> dict[str, Any]:
     return alert
 
 
-def _post_spo2(url: str, world: ShadowWorld, account: str, value: float) -> None:
+def _post_spo2(url: str, world: ShadowWorld, account: str, value: float, at: datetime) -> None:
     line = {
         "account": account,
         "device": f"{account}-ox",
         "metric": "spo2",
-        "time": datetime.now(UTC).replace(microsecond=0).isoformat(),
+        "time": at.isoformat(),
         "value": value,
         "unit": "%",
     }
@@ -131,9 +131,12 @@ def test_a_low_spo2_reading_opens_one_alert_pushed_to_the_subscriber(
 ) -> None:
     account, person = _account_of(driver, shadow_world)
     url = served.url
+    # three readings a few seconds apart in the last minute: distinct seconds, so none replaces
+    # another (a reading is identified by its series and second)
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=60)
     with _subscription(served, person) as ws:
         # NEWS2 (RCP 2017): SpO2 <= 91 % on scale 1 scores 3 -> a single red parameter: medium
-        _post_spo2(url, shadow_world, account, 85)
+        _post_spo2(url, shadow_world, account, 85, t0)
         alert = _next_alert(ws)
         assert (alert["personId"], alert["rule"], alert["severity"]) == (person, "news2", "medium")
         assert alert["state"] == "open"
@@ -142,7 +145,7 @@ def test_a_low_spo2_reading_opens_one_alert_pushed_to_the_subscriber(
         assert evidence["source"] == shadow_world.domain
 
         # the same condition again is the same alert (one more occurrence), not a new one
-        _post_spo2(url, shadow_world, account, 86)
+        _post_spo2(url, shadow_world, account, 86, t0 + timedelta(seconds=20))
 
         def repeated() -> dict[str, Any] | None:
             body = _gql(url, SHADOW, "t-doc", id=person)
@@ -171,7 +174,7 @@ def test_a_low_spo2_reading_opens_one_alert_pushed_to_the_subscriber(
         assert (pushed["id"], pushed["state"]) == (alert["id"], "acknowledged")
 
         # a normal reading clears the condition: medshadow resolves the alert, on the trail
-        _post_spo2(url, shadow_world, account, 97)
+        _post_spo2(url, shadow_world, account, 97, t0 + timedelta(seconds=40))
 
         def resolved() -> dict[str, Any] | None:
             rows, _, _ = driver.execute_query(
