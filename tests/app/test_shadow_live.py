@@ -75,12 +75,16 @@ def _subscription(served: Served, person: str) -> Iterator[ClientConnection]:
         yield ws
 
 
-def _next_alert(ws: ClientConnection) -> dict[str, Any]:
-    message = json.loads(ws.recv(timeout=30))
-    assert message["type"] == "next", message
-    assert "errors" not in message["payload"], message
-    alert: dict[str, Any] = message["payload"]["data"]["alerts"]
-    return alert
+def _next_alert(ws: ClientConnection, rule: str = "news2") -> dict[str, Any]:
+    """The next pushed alert of ``rule`` (the first recomputation on the wall clock may also
+    push other alerts of the person, e.g. silent-device ones resolving)."""
+    while True:
+        message = json.loads(ws.recv(timeout=30))
+        assert message["type"] == "next", message
+        assert "errors" not in message["payload"], message
+        alert: dict[str, Any] = message["payload"]["data"]["alerts"]
+        if alert["rule"] == rule:
+            return alert
 
 
 def _post_spo2(url: str, world: ShadowWorld, account: str, value: float, at: datetime) -> None:
