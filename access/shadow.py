@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from access.changes import ChangeAccess, ChangeFeed
-from access.policy import Action, RecordAccess
+from access.policy import Action, Principal, RecordAccess
 from graph import shadow as q
 from shadow import engine
 from shadow.metrics import METRICS
@@ -47,7 +47,7 @@ class ShadowAccess:
         self._feed = feed
 
     @property
-    def principal(self) -> Any:
+    def principal(self) -> Principal:
         return self._records.principal
 
     def now(self) -> int:
@@ -80,17 +80,18 @@ class ShadowAccess:
         width = WINDOWS[window]
         baseline = min(width * 4, 365 * 86_400)
         driver, database = self._driver()
+        history = metric_history(
+            driver,
+            person,
+            metrics,
+            since=end - width - baseline,
+            until=end,
+            every=TREND_PERIOD[window],
+            database=database,
+        )
         out = []
         for metric in metrics:
-            pts = metric_history(
-                driver,
-                person,
-                metric,
-                since=end - width - baseline,
-                until=end,
-                every=TREND_PERIOD[window],
-                database=database,
-            )
+            pts = history[metric]
             summary = summarize(metric, pts, until=end, window_s=width, baseline_s=baseline)
             if summary.points:
                 out.append((summary, [p for p in pts if p.t >= end - width]))
@@ -118,11 +119,6 @@ class ShadowAccess:
         self._records.require(Action.READ_PATIENT)
         driver, database = self._driver()
         return q.person_alerts(driver, person, states=states, since=since, database=database)
-
-    def alert(self, uid: str) -> dict[str, Any] | None:
-        self._records.require(Action.READ_PATIENT)
-        driver, database = self._driver()
-        return q.alert_by_uid(driver, uid, database=database)
 
     def population(self, domain: str) -> list[PopulationRow]:
         self._records.require(Action.READ_POPULATION)

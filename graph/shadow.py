@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,7 +49,6 @@ _RECORD_OF, _ABOUT, _CODED, _IN_DOMAIN = (
 _IS_A, _FOR, _MEASURED = RelType.IS_A.value, RelType.FOR_PERSON.value, RelType.MEASURED_BY.value
 
 OPEN_ALERT_STATES = ("open", "acknowledged")
-ALERT_STATES = ("open", "acknowledged", "resolved")
 
 # --------------------------------------------------------------------------- reads
 
@@ -543,14 +541,13 @@ def set_alert_state(
     """Acknowledge (from open) or resolve (from open or acknowledged) one alert; None when it
     does not exist or is not in a state that allows it."""
     allowed = {"acknowledged": ["open"], "resolved": list(OPEN_ALERT_STATES)}[to]
-    action = {"acknowledged": "acknowledged", "resolved": "resolved"}[to]
     records, _, _ = driver.execute_query(
         SET_ALERT_STATE,
         {
             "uid": uid,
             "from": allowed,
             "to": to,
-            "entry": trail_entry(actor, action, note=note),
+            "entry": trail_entry(actor, to, note=note),
             "now": datetime.now(UTC),
         },
         database_=database,
@@ -606,13 +603,6 @@ def population(
     return [dict(r) for r in run_read(driver, POPULATION, params, database)]
 
 
-def group_rows(rows: Iterable[Mapping[str, Any]], key: str = "pid") -> dict[str, list[Any]]:
-    out: dict[str, list[Any]] = defaultdict(list)
-    for r in rows:
-        out[r[key]].append(r)
-    return out
-
-
 # -- trends -------------------------------------------------------------------------------
 
 METRIC_HISTORY = f"""
@@ -632,5 +622,5 @@ ORDER BY t
 PERSON_SERIES = f"""
 MATCH (:`{_P}` {{uid: $person}})<-[:`{_RECORD_OF}`]-(:`{_R}`)<-[:`{_ABOUT}`]-(s:`{_S}`)
 WHERE s.code IN $codes
-RETURN s.uid AS series, s.unit AS unit, s.sourceDomain AS source
+RETURN s.uid AS series, s.code AS code, s.unit AS unit, s.sourceDomain AS source
 """

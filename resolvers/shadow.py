@@ -17,8 +17,10 @@ from access.changes import ChangeAccess
 from access.shadow import ShadowAccess
 from resolvers.context import Info, in_thread
 from shadow.metrics import METRICS
+from shadow.model import SEVERITIES
 from shadow.population import summarize as summarize_population
 from shadow.service import ALERT_KIND
+from shadow.times import native
 from shadow.trends import TrendSummary
 
 
@@ -27,14 +29,6 @@ def _shadow(info: Info) -> ShadowAccess:
     if ctx.shadow is None:
         raise ValueError("the digital shadow is not configured in this process")
     return ShadowAccess(ctx.access, ctx.shadow, clock=ctx.shadow_clock, feed=ctx.feed)
-
-
-def _native(value: Any) -> Any:
-    return value.to_native() if hasattr(value, "to_native") else value
-
-
-def _dt(value: Any) -> Any:
-    return None if value is None else _native(value)
 
 
 def _at(t: int) -> datetime:
@@ -220,11 +214,11 @@ def alert_of(row: dict[str, Any]) -> Alert:
         title=row.get("title") or row["rule"],
         message=row.get("message") or "",
         reference=row.get("reference") or "",
-        at=_dt(row.get("at")),
-        opened_at=_dt(row.get("openedAt")),
-        last_seen_at=_dt(row.get("lastSeenAt")),
-        acknowledged_at=_dt(row.get("acknowledgedAt")),
-        resolved_at=_dt(row.get("resolvedAt")),
+        at=native(row.get("at")),
+        opened_at=native(row.get("openedAt")),
+        last_seen_at=native(row.get("lastSeenAt")),
+        acknowledged_at=native(row.get("acknowledgedAt")),
+        resolved_at=native(row.get("resolvedAt")),
         occurrences=int(row.get("occurrences") or 1),
         evidence=_inputs(json.loads(row.get("evidence") or "{}")),
         trail=trail,
@@ -241,8 +235,8 @@ def request_of(row: dict[str, Any]) -> DataRequest:
         domains=list(row.get("domains") or []),
         tried=list(row.get("tried") or []),
         status=row["status"],
-        opened_at=_dt(row.get("openedAt")),
-        closed_at=_dt(row.get("closedAt")),
+        opened_at=native(row.get("openedAt")),
+        closed_at=native(row.get("closedAt")),
         satisfied_by=row.get("satisfiedBy"),
     )
 
@@ -368,7 +362,7 @@ class PatientShadow:
                 inputs_missing=list(r.get("inputsMissing") or []),
                 reference=r["reference"],
                 notes=list(r.get("notes") or []),
-                computed_at=_native(r["computedAt"]),
+                computed_at=native(r["computedAt"]),
             )
             for r in rows
         ]
@@ -384,11 +378,11 @@ class PatientShadow:
                 rule=r["rule"],
                 title=r["title"],
                 status=r["status"],
-                due_date=_dt(r.get("dueDate")),
-                last_done=_dt(r.get("lastDone")),
+                due_date=native(r.get("dueDate")),
+                last_done=native(r.get("lastDone")),
                 reference=r["reference"],
-                raised_at=_dt(r.get("raisedAt")),
-                closed_at=_dt(r.get("closedAt")),
+                raised_at=native(r.get("raisedAt")),
+                closed_at=native(r.get("closedAt")),
             )
             for r in rows
         ]
@@ -517,9 +511,6 @@ class ShadowMutation:
         return alert_of(row)
 
 
-SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
-
-
 @strawberry.type
 class ShadowSubscription:
     @strawberry.subscription(
@@ -533,12 +524,13 @@ class ShadowSubscription:
         person_id: strawberry.ID | None = None,
         min_severity: str = "low",
     ) -> AsyncGenerator[Alert, None]:
-        if min_severity not in SEVERITY_RANK:
-            raise ValueError(f"minSeverity must be one of {', '.join(SEVERITY_RANK)}")
+        if min_severity not in SEVERITIES:
+            raise ValueError(f"minSeverity must be one of {', '.join(SEVERITIES)}")
         shadow = _shadow(info)
         stream = ChangeAccess.for_access(info.context.access, feed=info.context.feed).subscribe(
             person=str(person_id) if person_id else None, domain=None, after=None
         )
+        floor = SEVERITIES.index(min_severity)
         seen: set[tuple[str, str, str]] = set()
         async with aclosing(stream):
             async for event in stream:
@@ -548,7 +540,7 @@ class ShadowSubscription:
                 rows = await in_thread(shadow.alerts, event.person_uid, None, since)
                 for row in sorted(rows, key=lambda r: str(r.get("updatedAt"))):
                     key = (row["uid"], row["severity"], row["state"])
-                    if key in seen or SEVERITY_RANK[row["severity"]] < SEVERITY_RANK[min_severity]:
+                    if key in seen or SEVERITIES.index(row["severity"]) < floor:
                         continue
                     seen.add(key)
                     yield alert_of(row)

@@ -333,20 +333,42 @@ def _news2(rule: News2Rule, snapshot: PersonSnapshot) -> list[AlertCandidate]:
     evidence["source"] = max(used.values(), key=lambda p: p.t).source
     evidence.update({m: float(p) for m, p in points.items()})
     return [
-        AlertCandidate(
-            rule=rule.id,
-            key="",
-            severity=severity,
-            title=rule.title,
-            message=(
+        _candidate(
+            rule,
+            (
                 f"NEWS2 of the parameters known is {score} (a lower bound of the full score): "
                 f"{parts}; missing: {', '.join(missing)}"
             ),
-            at=newest,
-            evidence=evidence,
-            reference=rule.reference,
+            newest,
+            evidence,
+            severity=severity,
         )
     ]
+
+
+def _candidate(
+    rule: AlertRule,
+    message: str,
+    at: int,
+    evidence: dict[str, float | str],
+    *,
+    key: str = "",
+    severity: Severity | None = None,
+) -> AlertCandidate:
+    """An alert of ``rule``: its id, title and reference, its severity unless one is given."""
+    if severity is None:
+        assert not isinstance(rule, News2Rule), "a NEWS2 alert's severity depends on the score"
+        severity = rule.severity
+    return AlertCandidate(
+        rule=rule.id,
+        key=key,
+        severity=severity,
+        title=rule.title,
+        message=message,
+        at=at,
+        evidence=evidence,
+        reference=rule.reference,
+    )
 
 
 def _threshold(rule: ThresholdRule, pts: Sequence[Point]) -> list[AlertCandidate]:
@@ -362,17 +384,14 @@ def _threshold(rule: ThresholdRule, pts: Sequence[Point]) -> list[AlertCandidate
     worst = min(p.value for p in crossing) if below else max(p.value for p in crossing)
     sign = ("<=" if below else ">=") if rule.inclusive else ("<" if below else ">")
     return [
-        AlertCandidate(
-            rule=rule.id,
-            key="",
-            severity=rule.severity,
-            title=rule.title,
-            message=(
+        _candidate(
+            rule,
+            (
                 f"{rule.metric} {sign} {_fmt(bound, rule.metric)} on {len(crossing)} readings "
                 f"within {rule.sustained.within_minutes} min (worst {_fmt(worst, rule.metric)})"
             ),
-            at=crossing[-1].t,
-            evidence={
+            crossing[-1].t,
+            {
                 "metric": rule.metric,
                 "bound": bound,
                 "readings": float(len(crossing)),
@@ -380,7 +399,6 @@ def _threshold(rule: ThresholdRule, pts: Sequence[Point]) -> list[AlertCandidate
                 "latest": crossing[-1].value,
                 "source": crossing[-1].source,
             },
-            reference=rule.reference,
         )
     ]
 
@@ -411,17 +429,14 @@ def _trend(rule: TrendRule, pts: Sequence[Point]) -> list[AlertCandidate]:
         return []
     verb = "rose" if rule.direction == "rising" else "fell"
     return [
-        AlertCandidate(
-            rule=rule.id,
-            key="",
-            severity=rule.severity,
-            title=rule.title,
-            message=(
+        _candidate(
+            rule,
+            (
                 f"{rule.metric} {verb} by {_fmt(round(change, 2), rule.metric)} within "
                 f"{rule.window_hours:g} h: {how}"
             ),
-            at=newest,
-            evidence={
+            newest,
+            {
                 "metric": rule.metric,
                 "change": change,
                 "before": before,
@@ -429,7 +444,6 @@ def _trend(rule: TrendRule, pts: Sequence[Point]) -> list[AlertCandidate]:
                 "window_hours": rule.window_hours,
                 "source": pts[-1].source,
             },
-            reference=rule.reference,
         )
     ]
 
@@ -452,17 +466,14 @@ def _silent(rule: SilentRule, snapshot: PersonSnapshot, now: int) -> list[AlertC
             continue
         metrics = ", ".join(sorted({x.metric for x in series}))
         out.append(
-            AlertCandidate(
-                rule=rule.id,
-                key=device,
-                severity=rule.severity,
-                title=rule.title,
-                message=(
+            _candidate(
+                rule,
+                (
                     f"device {device} ({metrics}) has not reported for {quiet / 3600:.1f} h; "
                     f"it usually reports every {s.typical_interval_s / 60:.1f} min"
                 ),
-                at=now,
-                evidence={
+                now,
+                {
                     "device": device,
                     "metrics": metrics,
                     "source": s.source,
@@ -470,7 +481,7 @@ def _silent(rule: SilentRule, snapshot: PersonSnapshot, now: int) -> list[AlertC
                     "silent_hours": quiet / 3600,
                     "typical_interval_minutes": s.typical_interval_s / 60,
                 },
-                reference=rule.reference,
+                key=device,
             )
         )
     return out

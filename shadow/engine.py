@@ -159,8 +159,10 @@ def _iso(t: int) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat()
 
 
-def _describe(p: Point, unit: str) -> str:
-    return f"{p.value:g} {unit} from {p.source} at {_iso(p.t)}"
+def _describe(p: Point, value: Input) -> str:
+    """An input as it went in (a quantity in the equation's unit), with where it came from."""
+    shown = f"{value.value:g} {value.unit}" if isinstance(value, Quantity) else str(value)
+    return f"{shown} from {p.source} at {_iso(p.t)}"
 
 
 def _q(p: Point | None, metric: str) -> Quantity | None:
@@ -182,15 +184,9 @@ def _derived_vital(
         source="medshadow",
         record=newest.record,
         derived=True,
-        inputs=tuple((name, _describe(p, METRICS[m].unit)) for (name, p), m in _metric_of(inputs)),
+        inputs=tuple((name, _describe(p, result.inputs_used[name])) for name, p in inputs),
         method=f"{result.version}: {result.reference}",
     )
-
-
-def _metric_of(inputs: Sequence[tuple[str, Point]]) -> list[tuple[tuple[str, Point], str]]:
-    names = {"weight": "weight", "height": "height", "systolic": "bp_systolic"}
-    names |= {"diastolic": "bp_diastolic", "creatinine": "creatinine"}
-    return [((n, p), names[n]) for n, p in inputs]
 
 
 def vitals(data: PersonData) -> list[Vital]:
@@ -271,7 +267,7 @@ def news2_of(data: PersonData) -> ScoreResult:
     partial = sum(fn(p.value) for name, (_, fn) in _NEWS2_PARAMS.items() if (p := latest[name]))
     result.notes.append(f"partial sum of the parameters present: {partial} (a lower bound)")
     result.notes.extend(
-        f"{name} {_describe(p, METRICS[_NEWS2_PARAMS[name][0]].unit)}"
+        f"{name} {_describe(p, Quantity(p.value, METRICS[_NEWS2_PARAMS[name][0]].unit))}"
         for name, p in latest.items()
         if p is not None
     )

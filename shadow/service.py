@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, cast
 
 from graph import outbox
@@ -94,33 +95,31 @@ class ShadowService:
         self.driver = driver
         self.database = database
         self.rules = list(rules if rules is not None else alert_rules.default_rules())
-        self._groups: dict[str, frozenset[str]] | None = None
-        self._expanded: dict[str, frozenset[str]] | None = None
 
     # -- code sets ------------------------------------------------------------------------
 
-    @property
+    @cached_property
     def groups(self) -> dict[str, frozenset[str]]:
-        if self._groups is None:
-            self._groups = {
-                name: q.descendants(self.driver, roots, database=self.database)
-                for name, roots in CONDITION_GROUPS.items()
-            }
-        return self._groups
+        """Condition group (diabetes, ...) -> its codes with their descendants."""
+        return {
+            name: q.descendants(self.driver, roots, database=self.database)
+            for name, roots in CONDITION_GROUPS.items()
+        }
 
-    @property
+    @cached_property
     def expanded(self) -> dict[str, frozenset[str]]:
         """Alert rule id -> its population codes with their descendants."""
-        if self._expanded is None:
-            self._expanded = {
-                r.id: q.descendants(self.driver, r.population, database=self.database)
-                for r in self.rules
-                if getattr(r, "population", None)
-            }
-        return self._expanded
+        return {
+            r.id: q.descendants(self.driver, r.population, database=self.database)
+            for r in self.rules
+            if r.population
+        }
 
-    def _condition_codes(self) -> list[str]:
-        return sorted(set().union(*self.groups.values(), *self.expanded.values()))
+    @cached_property
+    def condition_codes(self) -> frozenset[str]:
+        """Every condition code a score or a rule asks about (persons' other conditions are
+        not read into the shadow)."""
+        return frozenset().union(*self.groups.values(), *self.expanded.values())
 
     def persons_with_devices(self) -> list[str]:
         """Persons with at least one device reading series (the silent-monitor check)."""
@@ -184,10 +183,9 @@ class ShadowService:
                 out[row["pid"]].coded[row["code"]] = CodedValue(
                     row["value"], row["display"], int(row["t"]), row["source"], row["record"]
                 )
-        cond_codes = self._condition_codes()
         for row in q.read_rows(self.driver, q.CONDITIONS, base, database=db):
             if row["pid"] in out:
-                out[row["pid"]].conditions = frozenset(row["codes"]) & frozenset(cond_codes)
+                out[row["pid"]].conditions = frozenset(row["codes"]) & self.condition_codes
         for row in q.read_rows(self.driver, q.MEDICATIONS, base, database=db):
             if row["pid"] in out:
                 out[row["pid"]].medications = list(row["names"])
@@ -431,39 +429,46 @@ TREND_PERIOD = {"24h": "HOUR", "30d": "DAY", "1y": "DAY"}
 def metric_history(
     driver: Driver,
     person: str,
-    metric_key: str,
+    metric_keys: Sequence[str],
     *,
     since: int,
     until: int,
     every: str,
     database: str | None = None,
-) -> list[Point]:
-    """Every point of one metric of one person in [since, until), from every domain: clinic
+) -> dict[str, list[Point]]:
+    """Every point of the metrics of one person in [since, until), from every domain: clinic
     and portal observations one by one, device series as one aggregate point per ``every``
-    (HOUR, DAY or WEEK), all in the metric's canonical unit, ascending by time. A value in a
-    unit that cannot be converted is left out (the recomputation report counts those)."""
-    metric = METRICS[metric_key]
+    (HOUR, DAY or WEEK), all in the metric's canonical unit, ascending by time. Three reads
+    for all the metrics together. A value in a unit that cannot be converted is left out (the
+    recomputation report counts those)."""
+    metrics = [METRICS[k] for k in metric_keys]
     lo, hi = datetime.fromtimestamp(since, UTC), datetime.fromtimestamp(until, UTC)
-    pts: list[Point] = []
-    params = {"person": person, "codes": list(metric.concept_uids), "since": lo, "until": hi}
+    out: dict[str, list[Point]] = {m.key: [] for m in metrics}
+    codes = [u for m in metrics for u in m.concept_uids]
+    params = {"person": person, "codes": codes, "since": lo, "until": hi}
     for row in q.read_rows(driver, q.METRIC_HISTORY, params, database=database):
-        value = _number(row["value"])
-        if value is None:
+        metric, value = metric_of_code(row["code"]), _number(row["value"])
+        if metric is None or metric.key not in out or value is None:
             continue
         try:
             v = convert(Quantity(value, row["unit"] or "1"), metric.unit, metric.analyte).value
         except UnitError:
             continue
-        pts.append(Point(int(row["t"]), v, row["source"] or "", row["record"]))
+        out[metric.key].append(Point(int(row["t"]), v, row["source"] or "", row["record"]))
+    device_codes = [c for m in metrics for c in m.codes]
     series = q.read_rows(
-        driver, q.PERSON_SERIES, {"person": person, "codes": list(metric.codes)}, database=database
+        driver, q.PERSON_SERIES, {"person": person, "codes": device_codes}, database=database
     )
-    if series:
-        unit_of = {s["series"]: (s["unit"] or metric.unit, s["source"] or "") for s in series}
-        params = trend_params(sorted(unit_of), since, until, every)
+    info: dict[str, tuple[Any, str, str]] = {}
+    for s in series:
+        metric = metric_of_code(s["code"])
+        if metric is not None and metric.key in out:
+            info[s["series"]] = (metric, s["unit"] or metric.unit, s["source"] or "")
+    if info:
+        params = trend_params(sorted(info), since, until, every)
         for row in q.read_rows(driver, q.SERIES_TREND, params, database=database):
             n = int(row["n"])
-            unit, source = unit_of[row["sid"]]
+            metric, unit, source = info[row["sid"]]
             try:
                 mean, low, high = (
                     convert(Quantity(float(x), unit), metric.unit, metric.analyte).value
@@ -473,5 +478,7 @@ def metric_history(
                 continue
             t = int(row["period"])
             if since <= t < until:
-                pts.append(Point(t, mean, source, row["sid"], count=n, low=low, high=high))
-    return sorted(pts, key=lambda p: (p.t, p.record))
+                out[metric.key].append(
+                    Point(t, mean, source, row["sid"], count=n, low=low, high=high)
+                )
+    return {k: sorted(v, key=lambda p: (p.t, p.record)) for k, v in out.items()}

@@ -285,4 +285,3 @@ def shadow_world(
     truth = orjson.loads((out / IOT_TRUTH_NAME).read_bytes())
     yield ShadowWorld(vendor, out, truth, as_of, persons)
     cleanup(driver, vendor)
-
