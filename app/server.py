@@ -21,6 +21,7 @@ from app.mapping import mapping_engine
 from app.notify import Notifier
 from app.settings import Settings
 from app.shadow_watch import ShadowWatcher
+from drugs.service import DrugSafety
 from graph.connection import Driver, open_driver, ping
 from graph.schema import ensure_schema
 from nlp.semantic import SemanticSearch
@@ -59,6 +60,7 @@ class MedshadowGraphQL(GraphQL[Context, None]):
             mapper=getattr(request.app.state, "mapper", None),
             shadow=getattr(request.app.state, "shadow", None),
             shadow_clock=self.settings.shadow.clock_epoch,
+            drugs=getattr(request.app.state, "drugs", None),
         )
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
@@ -80,6 +82,7 @@ class MedshadowGraphQL(GraphQL[Context, None]):
                 mapper=context.mapper,
                 shadow=context.shadow,
                 shadow_clock=context.shadow_clock,
+                drugs=context.drugs,
             )
             context.access, context.loaders = fresh.access, fresh.loaders
         return await super().on_ws_connect(context)
@@ -111,6 +114,10 @@ def create_app(settings: Settings, *, driver: Driver | None = None) -> Starlette
             await notifier.start()
         app.state.notifier = notifier
         app.state.shadow = ShadowService(app.state.driver, database=settings.neo4j.database)
+        # drug safety: the drug dictionary loads on the first check (about a second)
+        app.state.drugs = DrugSafety(
+            app.state.driver, database=settings.neo4j.database, shadow=app.state.shadow
+        )
         watcher = None
         if notifier is not None and settings.shadow.watch:
             watcher = ShadowWatcher(notifier, app.state.shadow, settings.shadow)

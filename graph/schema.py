@@ -34,6 +34,8 @@ def schema_statements() -> list[str]:
         "CREATE FULLTEXT INDEX concept_lexicon IF NOT EXISTS "
         "FOR (n:Concept) ON EACH [n.display, n.designationText, n.systemKey]",
         # change feed (graph/outbox.py): events by cursor, the webhook delivery queues
+        "CREATE INDEX interaction_statement_pair IF NOT EXISTS "
+        "FOR (n:InteractionStatement) ON (n.pairKey)",
         "CREATE INDEX change_event_seq IF NOT EXISTS FOR (n:ChangeEvent) ON (n.seq)",
         "CREATE INDEX change_event_unlinked IF NOT EXISTS FOR (n:ChangeEvent) ON (n.unlinked)",
         "CREATE INDEX webhook_delivery_status IF NOT EXISTS FOR (n:WebhookDelivery) ON (n.status)",

@@ -53,6 +53,8 @@ class Label(StrEnum):
     MAPPING = "Mapping"  # a local code's mapping onto a target system: suggestions + curation
     MAPPING_CHANGE = "MappingChange"  # one entry of a mapping's history (append-only)
     CONCEPT_MAP = "ConceptMap"  # a published, versioned set of approved mappings
+    DRUG_INTERACTION = "DrugInteraction"  # a curated interaction of a knowledge base (drugs/)
+    INTERACTION_STATEMENT = "InteractionStatement"  # an interaction sentence mined from text
 
     @property
     def iri(self) -> str:
@@ -87,6 +89,7 @@ class RelType(StrEnum):
     TARGET_CONCEPT = "TARGET_CONCEPT"  # Mapping -> the target Concept currently chosen
     REVISES = "REVISES"  # MappingChange -> the Mapping it changed
     FOR_PERSON = "FOR_PERSON"  # shadow artifact (care gap, alert, ...) -> the Person it concerns
+    INTERACTANT = "INTERACTANT"  # DrugInteraction -> substance or class Concept it names
 
     @property
     def iri(self) -> str:

@@ -14,6 +14,7 @@ from access.changes import ChangeFeed
 from access.mapping import Suggester
 from access.policy import Principal, RecordAccess
 from access.terminology import SemanticSearch
+from drugs.service import DrugSafety
 from graph.connection import Driver
 from graph.reader import ALL_FACTS, FactFilter
 from ontology.model import Label
@@ -89,6 +90,8 @@ class Context:
     #: The digital shadow's service and its clock (epoch seconds; None: the wall clock).
     shadow: ShadowService | None = None
     shadow_clock: int | None = None
+    #: Drug safety: interaction knowledge, medication reviews (clock: the shadow's).
+    drugs: DrugSafety | None = None
 
     @classmethod
     def for_principal(
@@ -102,6 +105,7 @@ class Context:
         mapper: Suggester | None = None,
         shadow: ShadowService | None = None,
         shadow_clock: int | None = None,
+        drugs: DrugSafety | None = None,
     ) -> Context:
         """A fresh request context: its own round-trip counter and DataLoader caches."""
         access = RecordAccess.for_driver(driver, principal, database=database)
@@ -113,6 +117,7 @@ class Context:
             mapper=mapper,
             shadow=shadow,
             shadow_clock=shadow_clock,
+            drugs=drugs,
         )
 
 

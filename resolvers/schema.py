@@ -23,7 +23,7 @@ from strawberry.tools import merge_types
 
 from access.changes import ChangeFeedError
 from access.policy import AccessDeniedError
-from resolvers import changes, mapping, mpi, portal, readings, shadow, terminology
+from resolvers import changes, drugs, mapping, mpi, portal, readings, shadow, terminology
 from resolvers.context import Info, in_thread
 from resolvers.types import (
     AccessDenied,
@@ -40,7 +40,7 @@ from resolvers.types import (
 )
 
 #: Exceptions whose message is safe to show: they describe the request, never patient data.
-_EXPECTED = (AccessDeniedError, ValueError, ChangeFeedError)
+_EXPECTED = (AccessDeniedError, ValueError, ChangeFeedError)  # drugs' errors are ValueErrors
 
 
 def _should_mask(error: GraphQLError) -> bool:
@@ -100,6 +100,7 @@ QUERIES: tuple[type, ...] = (
     *terminology.QUERIES,
     *mapping.QUERIES,
     *shadow.QUERIES,
+    *drugs.QUERIES,
 )
 MUTATIONS: tuple[type, ...] = (
     mpi.IdentityMutation,

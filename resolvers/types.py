@@ -16,6 +16,7 @@ from ontology.model import Label
 from resolvers.context import Info
 
 if TYPE_CHECKING:
+    from resolvers.drugs import MedicationReview
     from resolvers.readings import DeviceReading, ReadingSeries, TrendPoint
     from resolvers.shadow import PatientShadow
 
@@ -458,6 +459,18 @@ class Patient:
         from resolvers.shadow import PatientShadow
 
         return PatientShadow(person_id=str(self.id))
+
+    @strawberry.field(
+        description="The reconciled medication list of every domain (clinic prescriptions, "
+        "portal entries), checked for interactions, duplicate therapy, polypharmacy and the "
+        "patient's context (age, eGFR, pregnancy); findings ranked, most dangerous first."
+    )
+    async def medication_review(
+        self, info: Info
+    ) -> Annotated[MedicationReview, strawberry.lazy("resolvers.drugs")]:
+        from resolvers.drugs import medication_review
+
+        return await medication_review(info, str(self.id))
 
     @strawberry.field(description="Which domains hold data on this patient, with their records.")
     async def domains(self, info: Info) -> list[PatientDomain]:

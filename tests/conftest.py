@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import neo4j
+import orjson
 import pytest
 
 from app.pipeline import LoadReport, load_fhir
@@ -285,3 +286,139 @@ def shadow_world(
     truth = orjson.loads((out / IOT_TRUTH_NAME).read_bytes())
     yield ShadowWorld(vendor, out, truth, as_of, persons)
     cleanup(driver, vendor)
+
+
+@pytest.fixture(scope="session")
+def drug_knowledge(driver: neo4j.Driver, loaded_sample: LoadReport) -> Any:
+    """The ANSM interaction thesaurus loaded into the session's graph (the wheel `make setup`
+    fetched); returns the load report (drugs.service.LoadReport)."""
+    from drugs.service import DrugSafety
+
+    report = DrugSafety(driver).load()
+    assert report.interactions > 1000
+    assert not report.problems, report.problems
+    return report
+
+
+@dataclass(frozen=True)
+class MedWorld:
+    """A sample person whose clinic prescriptions meet their own portal entries: ``same`` is a
+    clinic drug the portal also lists at another strength, ``stopped`` one the portal says the
+    patient stopped, ``added`` a drug only the portal lists (it interacts with ``partner``, a
+    clinic drug), ``unknown`` a portal entry no dictionary name matches."""
+
+    person: str
+    portal: str
+    account: str
+    same: str
+    stopped: str
+    added: str
+    partner: str
+    unknown: str
+
+
+#: Portal entries the med_world fixture writes, by role; `added` must interact with a clinic
+#: drug of the chosen person (checked when choosing).
+_PORTAL_ADDED = "ibuprofen 400 mg"
+
+
+@pytest.fixture(scope="module")
+def med_world(
+    driver: neo4j.Driver,
+    drug_knowledge: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[MedWorld]:
+    """The portal account of a sample person with at least two active clinic prescriptions of
+    distinct ingredients, one of which interacts with ibuprofen in the thesaurus; removed after
+    the module."""
+    import time as _time
+
+    from app.channels import load_portal
+    from drugs.service import DrugSafety
+    from loaders.portal import portal_domain
+
+    service = DrugSafety(driver)
+    now = int(_time.time())
+    persons = [r["uid"] for r in driver.execute_query("MATCH (p:Person) RETURN p.uid AS uid")[0]]
+    chosen = None
+    for person in sorted(persons):
+        items = [i for i in service.person_items(person, now) if i.resolved and i.active]
+        if any("ibuprofen" in i.ingredients for i in items):
+            continue  # the portal's ibuprofen must be the patient's own addition
+        if len(items) < 3 or any(len(i.ingredients) > 1 for i in items[:2]):
+            continue
+        for partner in items:
+            review = service.check_names([_PORTAL_ADDED, partner.display])
+            if any(f.kind == "interaction" for f in review.findings):
+                others = [i for i in items if i.key != partner.key]
+                chosen = (person, partner, others[0], others[1])
+                break
+        if chosen:
+            break
+    assert chosen is not None, "no sample person has the medications this fixture needs"
+    person, partner, same, stopped = chosen
+    tag = uuid.uuid4().hex[:8]
+    portal = f"test-meds-{tag}"
+    folder = tmp_path_factory.mktemp("med-portal")
+    entries = [
+        {
+            "id": "e1",
+            "kind": "medication",
+            "name": f"{same.display} 12345 mg",
+            "taking": True,
+            "time": "2025-05-01T08:00:00Z",
+            "dose": "12345 mg",
+        },
+        {
+            "id": "e2",
+            "kind": "medication",
+            "name": stopped.display,
+            "taking": False,
+            "time": "2025-05-02T08:00:00Z",
+            "note": "stopped: made me dizzy",
+        },
+        {
+            "id": "e3",
+            "kind": "medication",
+            "name": _PORTAL_ADDED,
+            "taking": True,
+            "time": "2025-05-03T08:00:00Z",
+            "dose": "400 mg",
+        },
+        {
+            "id": "e4",
+            "kind": "medication",
+            "name": "grandma's sleepy tea",
+            "taking": True,
+            "time": "2025-05-04T08:00:00Z",
+        },
+    ]
+    account = {
+        "format": "medshadow-portal/1",
+        "portal": portal,
+        "account": {"id": "acc", "given": "Med", "family": "Tester", "birthDate": "1960-01-01"},
+        "entries": entries,
+    }
+    (folder / "acc.json").write_bytes(orjson.dumps(account))
+    report = load_portal(
+        driver, [folder], quarantine_dir=tmp_path_factory.mktemp("q"), link=False, notify=False
+    )
+    assert report.ok
+    domain = portal_domain(portal)
+    record = f"{domain}/Patient/acc"
+    driver.execute_query(
+        "MATCH (r:Patient {uid: $r}), (p:Person {uid: $p}) MERGE (r)-[:RECORD_OF]->(p)",
+        r=record,
+        p=person,
+    )
+    yield MedWorld(
+        person=person,
+        portal=domain,
+        account=record,
+        same=same.key,
+        stopped=stopped.key,
+        added="ibuprofen",
+        partner=partner.key,
+        unknown="grandma's sleepy tea",
+    )
+    purge_domains(driver, domain)
