@@ -46,6 +46,10 @@ def load_knowledge(settings: Settings, driver: Driver) -> None:
         ("interactions (pairs)", report.interactions),
         ("substances tied to dictionary ingredients", report.mapped_to_ingredients),
         ("nodes created or changed", report.nodes_changed),
+        (
+            "medication concepts linked to substances",
+            f"{report.medication_concepts_linked} of {report.medication_concepts}",
+        ),
         ("interactions of older editions removed", report.removed),
     ):
         table.add_row(label, str(value))

@@ -41,6 +41,12 @@ _FORM_TEXT = (
     "intrauterine device effervescent"
 )
 _FORM_WORDS = frozenset(_FORM_TEXT.split())
+_SALT_TEXT = (
+    "hydrochloride hcl hydrobromide carbonate sulfate sulphate potassium sodium calcium "
+    "magnesium succinate tartrate bitartrate maleate mesylate besylate citrate phosphate "
+    "acetate fumarate hyclate monohydrate dihydrate trihydrate medoxomil dipropionate"
+)
+_SALT_WORDS = frozenset(_SALT_TEXT.split())
 _NUMBER = re.compile(r"^[\d.,/+%-]+$")
 _BRACKET = re.compile(r"\[([^\]]+)\]")
 _TOKEN = re.compile(r"[a-z0-9][a-z0-9'+-]*")
@@ -134,6 +140,18 @@ class DrugDictionary:
                 break
         return list(out.values())
 
+    def moiety(self, canonical: str) -> str:
+        """The active moiety of a salt the dictionary lists on its own ("lithium carbonate" ->
+        "lithium", "penicillin v potassium" -> "penicillin v"), when the dictionary knows it;
+        interactions and reconciliation are about the moiety, not the salt."""
+        words = canonical.split()
+        while len(words) > 1 and words[-1] in _SALT_WORDS:
+            words = words[:-1]
+            base = " ".join(words)
+            if base in self.entries:
+                return base
+        return canonical
+
     def _scan(self, text: str) -> list[Ingredient]:
         words = list(_TOKEN.findall(text))
         hits: list[Ingredient] = []
@@ -145,10 +163,10 @@ class DrugDictionary:
             for n in range(min(self.max_words, len(words) - i), 0, -1):
                 found = self._variants.get(" ".join(words[i : i + n]))
                 if found:
-                    hits.extend(
-                        Ingredient(c, " ".join(words[i : i + n]), self.entries[c].drugbank_id)
-                        for c in found
-                    )
+                    for c in found:
+                        c = self.moiety(c)
+                        matched = " ".join(words[i : i + n])
+                        hits.append(Ingredient(c, matched, self.entries[c].drugbank_id))
                     i += n
                     break
             else:

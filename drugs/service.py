@@ -17,7 +17,7 @@ from drugs import checks as ck
 from drugs.knowledge import ANSM_SYSTEM, KnowledgeIndex, parsed_system
 from drugs.model import Finding, MedItem, MedSource
 from drugs.names import DrugDictionary, default_dictionary, fold
-from drugs.reconcile import reconcile, strength
+from drugs.reconcile import ingredients_of, reconcile, strength
 from graph import drugs as q
 from graph.connection import Driver
 
@@ -72,6 +72,8 @@ class LoadReport:
     problems: list[str]
     nodes_changed: int
     seconds: float
+    medication_concepts: int = 0  # concepts medication records are coded with
+    medication_concepts_linked: int = 0  # ... tied to thesaurus substances (HAS_INGREDIENT)
 
 
 class DrugSafety:
@@ -113,6 +115,9 @@ class DrugSafety:
         kinds = [e.kind for e in kb.entities.values()]
         substances = [e for e in kb.entities.values() if e.kind != "class"]
         self._index = None
+        if progress:
+            progress("linking the graph's medication concepts to their substances")
+        concepts, linked = self.link_medications()
         return LoadReport(
             version=kb.version,
             substances=kinds.count("substance"),
@@ -126,7 +131,25 @@ class DrugSafety:
             nodes_changed=sum(stats.nodes_changed.values())
             + sum(system_load.write.nodes_changed.values()),
             seconds=time.perf_counter() - started,
+            medication_concepts=concepts,
+            medication_concepts_linked=linked,
         )
+
+    def link_medications(self) -> tuple[int, int]:
+        """``HAS_INGREDIENT`` from every concept a medication record is coded with (RxNorm
+        products, clinics' local codes through their mappings) to the thesaurus substances of
+        its ingredients, so the graph itself answers "who takes an anticoagulant". Returns
+        (concepts, concepts linked). Reviews normalise names themselves and do not need it."""
+        index = self.index()
+        links: dict[str, list[str]] = {}
+        rows = q.medication_concepts(self.driver, database=self.database)
+        for row in rows:
+            ingredients = ingredients_of(self.dictionary, row)
+            links[row["uid"]] = sorted(
+                {f"{ANSM_SYSTEM}|{code}" for ing in ingredients for code in index.substances(ing)}
+            )
+        q.link_ingredients(self.driver, ANSM_SYSTEM, links, database=self.database)
+        return len(rows), sum(1 for v in links.values() if v)
 
     def index(self) -> KnowledgeIndex:
         """The stored knowledge's index; the version is re-checked at most once a second."""

@@ -14,7 +14,7 @@ checked list).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,7 @@ _CON, _DI, _ST = (
 _P, _R, _DOM = Label.PERSON.value, Label.PATIENT.value, Label.DOMAIN.value
 _MR, _MS = Label.MEDICATION_REQUEST.value, Label.MEDICATION_STATEMENT.value
 _INT, _IS_A = RelType.INTERACTANT.value, RelType.IS_A.value
+_HAS_ING = RelType.HAS_INGREDIENT.value
 _RECORD_OF, _ABOUT, _CODED, _IN_DOMAIN, _MAPS = (
     RelType.RECORD_OF.value,
     RelType.ABOUT.value,
@@ -180,6 +181,49 @@ def person_medications(
         dict(r)
         for r in run_read(driver, PERSON_MEDICATIONS, {"person": person, "asOf": as_of}, database)
     ]
+
+
+MEDICATION_CONCEPTS = f"""
+MATCH (m)-[:`{_CODED}`]->(k:`{_CON}`) WHERE m:`{_MR}` OR m:`{_MS}`
+RETURN DISTINCT k.uid AS uid, k.display AS display,
+       [(k)-[:`{_MAPS}`]->(s:`{_CON}`) | s.display] AS mappedDisplays
+"""
+
+LINK_INGREDIENTS = f"""
+UNWIND $rows AS row
+MATCH (k:`{_CON}` {{uid: row.concept}})
+OPTIONAL MATCH (k)-[old:`{_HAS_ING}`]->(gone:`{_CON}`)
+WHERE gone.system = $system AND NOT gone.uid IN row.substances
+DELETE old
+WITH DISTINCT k, row
+UNWIND row.substances AS uid
+MATCH (s:`{_CON}` {{uid: uid}})
+MERGE (k)-[r:`{_HAS_ING}`]->(s)
+RETURN count(r) AS n
+"""
+
+
+def medication_concepts(
+    driver: neo4j.Driver, *, database: str | None = None
+) -> list[dict[str, Any]]:
+    """Every concept a medication record is coded with (products, local drug codes)."""
+    return [dict(r) for r in run_read(driver, MEDICATION_CONCEPTS, {}, database)]
+
+
+def link_ingredients(
+    driver: neo4j.Driver,
+    system: str,
+    links: Mapping[str, Sequence[str]],
+    *,
+    database: str | None = None,
+) -> int:
+    """``HAS_INGREDIENT`` from each medication concept to the knowledge base's substance
+    concepts (given by uid); stale links of that knowledge base are removed."""
+    rows = [{"concept": k, "substances": list(v)} for k, v in links.items()]
+    if not rows:
+        return 0
+    records = run_write(driver, LINK_INGREDIENTS, {"rows": rows, "system": system}, database)
+    return int(records[0]["n"]) if records else 0
 
 
 PERSON_EXISTS = f"MATCH (p:`{_P}` {{uid: $person}}) RETURN p.uid AS uid"

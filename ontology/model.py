@@ -90,6 +90,7 @@ class RelType(StrEnum):
     REVISES = "REVISES"  # MappingChange -> the Mapping it changed
     FOR_PERSON = "FOR_PERSON"  # shadow artifact (care gap, alert, ...) -> the Person it concerns
     INTERACTANT = "INTERACTANT"  # DrugInteraction -> substance or class Concept it names
+    HAS_INGREDIENT = "HAS_INGREDIENT"  # medication Concept -> substance Concept it contains
 
     @property
     def iri(self) -> str:

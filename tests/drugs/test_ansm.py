@@ -32,9 +32,7 @@ def test_every_entry_is_kept_or_reported(kb: Knowledge, raw: list[dict[str, obje
     assert kb.problems == []
 
 
-def test_four_levels_map_onto_the_common_scale(
-    kb: Knowledge, raw: list[dict[str, object]]
-) -> None:
+def test_four_levels_map_onto_the_common_scale(kb: Knowledge, raw: list[dict[str, object]]) -> None:
     # ANSM's four levels (thesaurus introduction): CI, association déconseillée, précaution
     # d'emploi, à prendre en compte
     levels = Counter(fold(str(lv["level"])) for e in raw for lv in e["severity_levels"])  # type: ignore[attr-defined]

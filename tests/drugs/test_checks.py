@@ -193,3 +193,25 @@ def test_pregnancy_contraindications(service: DrugSafety) -> None:
     flagged = {f.items[0] for f in findings if f.kind == "context"}
     assert flagged == {"simvastatin", "lisinopril"}
     assert all(f.severity == Severity.CONTRAINDICATED for f in findings if f.kind == "context")
+
+
+def test_medication_concepts_link_to_their_substances(
+    driver: neo4j.Driver, service: DrugSafety
+) -> None:
+    rows = driver.execute_query(
+        "MATCH (k:Concept)-[:HAS_INGREDIENT]->(s:Concept) "
+        "RETURN k.display AS display, collect(s.code) AS codes"
+    )[0]
+    assert len(rows) > 10
+    index = service.index()
+    for row in rows:
+        ingredients = [i.name for i in service.dictionary.ingredients(row["display"])]
+        expected = {code for ing in ingredients for code in index.substances(ing)}
+        assert set(row["codes"]) == expected, row["display"]
+    # the graph answers class questions itself: products reaching the NSAID class
+    nsaid = driver.execute_query(
+        "MATCH (k:Concept)-[:HAS_INGREDIENT]->(:Concept)-[:IS_A]->(c:Concept {code: $c}) "
+        "RETURN collect(DISTINCT k.display) AS products",
+        c="anti-inflammatoires non steroidiens",
+    )[0][0]["products"]
+    assert any("ibuprofen" in p.lower() or "naproxen" in p.lower() for p in nsaid)
