@@ -139,6 +139,31 @@ def _score(severity: Severity, raised: bool, prescribed: bool, kind: str) -> flo
     return severity.rank * 10 + (3 if raised else 0) + (1 if prescribed else 0) - _KIND_ORDER[kind]
 
 
+def _finding(
+    kind: str,
+    severity: Severity,
+    title: str,
+    items: tuple[str, ...],
+    evidence: str,
+    *,
+    raised: bool = False,
+    prescribed: bool = False,
+    **details: Any,
+) -> Finding:
+    """A finding whose severity is its own (no thesaurus base): priority and score follow."""
+    return Finding(
+        kind=kind,
+        severity=severity,
+        base_severity=severity,
+        priority=PRIORITY[severity],
+        title=title,
+        items=items,
+        evidence=evidence,
+        score=_score(severity, raised, prescribed, kind),
+        **details,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Match2:
     """A curated interaction found between two items."""
@@ -289,17 +314,15 @@ def _duplicates(
     for item in items:
         if item.active and len(item.prescribers) > 1:
             out.append(
-                Finding(
-                    kind="duplicate",
-                    severity=Severity.MAJOR,
-                    base_severity=Severity.MAJOR,
-                    priority=PRIORITY[Severity.MAJOR],
-                    title=f"{item.display} prescribed by {len(item.prescribers)} clinics",
-                    items=(item.key,),
-                    evidence="medshadow duplicate therapy (same ingredient, several prescribers)",
+                _finding(
+                    "duplicate",
+                    Severity.MAJOR,
+                    f"{item.display} prescribed by {len(item.prescribers)} clinics",
+                    (item.key,),
+                    "medshadow duplicate therapy (same ingredient, several prescribers)",
+                    prescribed=True,
                     management="Confirm which prescription is current; stop the other.",
                     via=tuple(item.prescribers),
-                    score=_score(Severity.MAJOR, False, True, "duplicate"),
                 )
             )
     wanted = set(rules.duplicate_classes)
@@ -313,17 +336,14 @@ def _duplicates(
         )
         for cls in sorted(shared):
             out.append(
-                Finding(
-                    kind="duplicate",
-                    severity=Severity.MODERATE,
-                    base_severity=Severity.MODERATE,
-                    priority=PRIORITY[Severity.MODERATE],
-                    title=f"{x.display} + {y.display}: two {index.display(cls)}",
-                    items=(x.key, y.key),
-                    evidence="medshadow duplicate therapy (same therapeutic class, ANSM classes)",
+                _finding(
+                    "duplicate",
+                    Severity.MODERATE,
+                    f"{x.display} + {y.display}: two {index.display(cls)}",
+                    (x.key, y.key),
+                    "medshadow duplicate therapy (same therapeutic class, ANSM classes)",
                     management="Check that both are intended (e.g. deliberate combination).",
                     via=(index.display(cls),),
-                    score=_score(Severity.MODERATE, False, False, "duplicate"),
                 )
             )
     return out
@@ -334,16 +354,13 @@ def _polypharmacy(items: Sequence[MedItem], rules: SafetyRules) -> list[Finding]
     for level in sorted(rules.polypharmacy.levels, key=lambda lv: -lv.min):
         if len(active) >= level.min:
             return [
-                Finding(
-                    kind="polypharmacy",
-                    severity=level.severity,
-                    base_severity=level.severity,
-                    priority=PRIORITY[level.severity],
-                    title=f"{level.label}: {len(active)} active medicines (>= {level.min})",
-                    items=tuple(i.key for i in active),
-                    evidence=rules.polypharmacy.reference,
+                _finding(
+                    "polypharmacy",
+                    level.severity,
+                    f"{level.label}: {len(active)} active medicines (>= {level.min})",
+                    tuple(i.key for i in active),
+                    rules.polypharmacy.reference,
                     management="Review indication and benefit of each medicine (deprescribing).",
-                    score=_score(level.severity, False, False, "polypharmacy"),
                 )
             ]
     return []
@@ -366,19 +383,16 @@ def _drug_context(
             if not hit:
                 continue
             out.append(
-                Finding(
-                    kind="context",
-                    severity=rule.severity,
-                    base_severity=rule.severity,
-                    priority=PRIORITY[rule.severity],
-                    title=f"{item.display}: {_reason(rule.reason, ctx)}",
-                    items=(item.key,),
-                    evidence=rule.reference,
+                _finding(
+                    "context",
+                    rule.severity,
+                    f"{item.display}: {_reason(rule.reason, ctx)}",
+                    (item.key,),
+                    rule.reference,
+                    raised=True,
+                    prescribed=any(s.prescribed for s in item.sources),
                     via=tuple(index.display(c) for c in sorted(hit)),
                     rules=(rule.id,),
-                    score=_score(
-                        rule.severity, True, any(s.prescribed for s in item.sources), "context"
-                    ),
                 )
             )
     return out
@@ -387,15 +401,13 @@ def _drug_context(
 def already_taking(existing: MedItem, proposed: MedItem) -> Finding:
     """A proposed prescription of something the patient already has (any source)."""
     sources = ", ".join(sorted({s.domain for s in existing.sources if s.active}))
-    return Finding(
-        kind="duplicate",
-        severity=Severity.MAJOR,
-        base_severity=Severity.MAJOR,
-        priority=PRIORITY[Severity.MAJOR],
-        title=f"{proposed.display} is already active ({sources})",
-        items=(existing.key, proposed.key),
-        evidence="medshadow duplicate therapy (same ingredient)",
+    return _finding(
+        "duplicate",
+        Severity.MAJOR,
+        f"{proposed.display} is already active ({sources})",
+        (existing.key, proposed.key),
+        "medshadow duplicate therapy (same ingredient)",
+        prescribed=True,
         management="Adjust the existing prescription instead of adding a second one.",
         via=tuple(sorted({s.domain for s in existing.sources if s.active})),
-        score=_score(Severity.MAJOR, False, True, "duplicate"),
     )

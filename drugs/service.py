@@ -214,19 +214,7 @@ class DrugSafety:
                 unresolved.append(query)
                 continue
             key = "+".join(r.ingredients)
-            src = MedSource(
-                record=f"{source}:{len(items)}",
-                kind="MedicationRequest",
-                domain=source,
-                domain_kind=None,
-                domain_name=None,
-                status="active",
-                at=None,
-                display=query,
-                strength=strength(query),
-                patient_reported=False,
-                code=None,
-            )
+            src = _typed(f"{source}:{len(items)}", source, query, None)
             if key in items:
                 items[key].sources.append(src)
             else:
@@ -262,13 +250,17 @@ class DrugSafety:
         """Age, latest eGFR (measured or derived by the shadow) and an ongoing pregnancy."""
         if self.shadow is None:
             return ck.PatientContext()
-        from shadow import engine  # the shadow's reading of the person (vitals, conditions)
+        from shadow import engine  # the shadow's reading of the person (vitals)
 
         data = self.shadow.read([person], as_of).get(person)
         if data is None:
             return ck.PatientContext()
         egfr = next((v for v in engine.vitals(data) if v.metric == "egfr"), None)
-        pregnancy = sorted(c for c in data.conditions if _is_pregnancy(c))
+        # every active condition, not only those the shadow's scores look at
+        conditions = q.active_conditions(
+            self.driver, person, datetime.fromtimestamp(as_of, UTC), database=self.database
+        )
+        pregnancy = sorted(c for c in conditions if _is_pregnancy(c))
         return ck.PatientContext(
             age=data.age_at(as_of),
             egfr=egfr.value if egfr else None,
@@ -302,19 +294,7 @@ class DrugSafety:
             raise UnknownPersonError(f"no person {person!r}")
         items = self.person_items(person, as_of)
         key = "+".join(resolved.ingredients)
-        src = MedSource(
-            record="proposed",
-            kind="MedicationRequest",
-            domain="proposed",
-            domain_kind=None,
-            domain_name=None,
-            status="active",
-            at=as_of,
-            display=drug,
-            strength=strength(drug),
-            patient_reported=False,
-            code=None,
-        )
+        src = _typed("proposed", "proposed", drug, as_of)
         existing = next((i for i in items if i.key == key), None)
         proposed = MedItem(
             key + "#proposed", resolved.display, resolved.ingredients, [src], proposed=True
@@ -333,6 +313,23 @@ class DrugSafety:
         ings = sorted({i for item in items for i in item.ingredients})
         pairs = [f"{a}|{b}" for n, a in enumerate(ings) for b in ings[n + 1 :]]
         return q.statements_for(self.driver, pairs, limit=limit, database=self.database)
+
+
+def _typed(record: str, domain: str, display: str, at: int | None) -> MedSource:
+    """A source for a drug typed by a user (a checked list, a proposed prescription)."""
+    return MedSource(
+        record=record,
+        kind="MedicationRequest",
+        domain=domain,
+        domain_kind=None,
+        domain_name=None,
+        status="active",
+        at=at,
+        display=display,
+        strength=strength(display),
+        patient_reported=False,
+        code=None,
+    )
 
 
 def _is_pregnancy(concept_uid: str) -> bool:

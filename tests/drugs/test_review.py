@@ -124,3 +124,27 @@ def test_bad_requests_say_what_is_wrong(service: DrugSafety, med_world: MedWorld
         service.check_prescription(med_world.person, "zzq-unknown", int(time.time()))
     with pytest.raises(UnknownPersonError, match="no person"):
         service.review("person:does-not-exist", int(time.time()))
+
+
+def test_pregnancy_and_egfr_come_from_the_graph(driver: neo4j.Driver, service: DrugSafety) -> None:
+    row = driver.execute_query(
+        "MATCH (p:Person)<-[:RECORD_OF]-(:Patient)<-[:ABOUT]-(c:Condition)-[:CODED_AS]->"
+        "(:Concept {uid: 'http://snomed.info/sct|72892002'}) "
+        "WHERE c.date IS NOT NULL AND c.end IS NOT NULL "
+        "RETURN p.uid AS person, c.date.epochSeconds AS start, c.end.epochSeconds AS end "
+        "ORDER BY person LIMIT 1"
+    )[0][0]
+    during = service.context(row["person"], row["start"] + 86_400)
+    assert during.pregnant
+    assert during.pregnancy_evidence == "http://snomed.info/sct|72892002"
+    assert not service.context(row["person"], row["end"] + 86_400).pregnant
+    # eGFR: the shadow's latest (measured or CKD-EPI 2021 from creatinine) for someone with one
+    person = driver.execute_query(
+        "MATCH (p:Person)<-[:RECORD_OF]-(:Patient)<-[:ABOUT]-(o:Observation)-[:CODED_AS]->(k) "
+        "WHERE k.code IN ['33914-3', '62238-1', '98979-8', '2160-0', '38483-4'] "
+        "RETURN p.uid AS p ORDER BY p LIMIT 1"
+    )[0][0]["p"]
+    ctx = service.context(person, int(time.time()))
+    assert ctx.egfr is not None
+    assert ctx.egfr > 0
+    assert ctx.egfr_source

@@ -15,6 +15,7 @@
 // pages); re-exported here for modules that import the core from app.js.
 import { gql, GraphQLRequestError, h } from "./client.js";
 import { shadowLink } from "./shadow.js";
+import { medsSummary } from "./meds.js";
 
 export { gql, GraphQLRequestError, h };
 
@@ -36,6 +37,10 @@ export function stateBox(kind, testid, title, ...detail) {
 export function errorMessages(error) {
   if (error instanceof GraphQLRequestError) return error.messages;
   return [error && error.message ? error.message : String(error)];
+}
+
+export function errorBox(testid, title, error) {
+  return stateBox("error", testid, title, h("ul", {}, errorMessages(error).map((m) => h("li", {}, m))));
 }
 
 function errorState(testid, title, error) {
@@ -255,6 +260,48 @@ const DEBOUNCE_MS = 250;
 
 export function patientHref(id) {
   return `#/patient/${encodeURIComponent(id)}`;
+}
+
+/**
+ * A page about one patient (digital shadow, medication review): runs `query` with the route's id
+ * and handles the states every such page has — loading, failure, merged (follows `hrefOf` of the
+ * surviving id), not found, access denied. Resolves to `{ result, back }` (the Patient and the
+ * back link) when there is a patient to draw, or null when a state was shown instead.
+ */
+export async function loadPatientPage(main, ctx, { query, view, loading, failed, prefix, hrefOf }) {
+  const [id] = ctx.params;
+  document.title = `${view} · medshadow`;
+  const back = h("a", { href: patientHref(id), class: "back", "data-testid": `${prefix}-back` }, "← Patient record");
+  main.setAttribute("aria-busy", "true");
+  main.append(back, stateBox("loading", `${prefix}-loading`, loading));
+  let data;
+  try {
+    data = await gql(query, { id }, { signal: ctx.signal });
+  } catch (error) {
+    if (isAbort(error) || ctx.signal.aborted) return null;
+    main.removeAttribute("aria-busy");
+    main.replaceChildren(back, errorBox(`${prefix}-error`, failed, error));
+    return null;
+  }
+  if (ctx.signal.aborted) return null;
+  main.removeAttribute("aria-busy");
+  const result = data.patient;
+  if (result.__typename === "PatientMerged") {
+    location.replace(hrefOf(result.mergedInto));
+    return null;
+  }
+  if (result.__typename === "PatientNotFound") {
+    document.title = "Patient not found · medshadow";
+    main.replaceChildren(back, stateBox("empty", "patient-not-found", "Patient not found", `No patient with id “${id}” is visible to you.`));
+    return null;
+  }
+  if (result.__typename === "AccessDenied") {
+    document.title = "Access denied · medshadow";
+    main.replaceChildren(back, stateBox("error", "access-denied", "Access denied", `You may not open this record: ${result.message}.`));
+    return null;
+  }
+  document.title = `${result.name || "Patient"} · ${view.toLowerCase()} · medshadow`;
+  return { result, back };
 }
 
 function renderSearch(main, { query, signal }) {
@@ -1098,6 +1145,7 @@ async function renderPatient(main, ctx) {
       back,
       patientHeader(result),
       shadowLink(result.id),
+      medsSummary(result.id, ctx),
       domainsPanel(result),
       tabs(result, ctx, ctx.query.get("tab")),
     ),

@@ -6,7 +6,7 @@
 // user input reaches the server only as GraphQL variables. Charts are inline SVG drawn here: no
 // chart library, nothing fetched from outside the app.
 
-import { errorMessages, gql, h, isAbort, patientHref, route, setHashQuery, sourceBadge, stateBox } from "./app.js";
+import { errorBox, gql, h, isAbort, loadPatientPage, patientHref, route, setHashQuery, sourceBadge, stateBox } from "./app.js";
 
 export const SHADOW_ROUTE = /^#\/patient\/([^/]+)\/shadow$/;
 
@@ -115,10 +115,6 @@ function label(text) {
 
 function inputText(input) {
   return `${input.name} = ${input.value}${input.unit ? ` ${input.unit}` : ""}`;
-}
-
-function errorBox(testid, title, error) {
-  return stateBox("error", testid, title, h("ul", {}, errorMessages(error).map((m) => h("li", {}, m))));
 }
 
 /** A source badge for a domain uid, named as the patient's record names it when it can be. */
@@ -661,38 +657,16 @@ function gapsPanel(gaps) {
 // -- page ---------------------------------------------------------------------------------------
 
 async function renderShadow(main, ctx) {
-  const [id] = ctx.params;
-  document.title = "Digital shadow · medshadow";
-  const back = h("a", { href: patientHref(id), class: "back", "data-testid": "shadow-back" }, "← Patient record");
-  main.setAttribute("aria-busy", "true");
-  main.append(back, stateBox("loading", "shadow-loading", "Loading the digital shadow…"));
-  let data;
-  try {
-    data = await gql(SHADOW_QUERY, { id }, { signal: ctx.signal });
-  } catch (error) {
-    if (isAbort(error) || ctx.signal.aborted) return;
-    main.removeAttribute("aria-busy");
-    main.replaceChildren(back, errorBox("shadow-error", "Could not load the digital shadow", error));
-    return;
-  }
-  if (ctx.signal.aborted) return;
-  main.removeAttribute("aria-busy");
-  const result = data.patient;
-  if (result.__typename === "PatientMerged") {
-    location.replace(shadowHref(result.mergedInto));
-    return;
-  }
-  if (result.__typename === "PatientNotFound") {
-    document.title = "Patient not found · medshadow";
-    main.replaceChildren(back, stateBox("empty", "patient-not-found", "Patient not found", `No patient with id “${id}” is visible to you.`));
-    return;
-  }
-  if (result.__typename === "AccessDenied") {
-    document.title = "Access denied · medshadow";
-    main.replaceChildren(back, stateBox("error", "access-denied", "Access denied", `You may not open this record: ${result.message}.`));
-    return;
-  }
-  document.title = `${result.name || "Patient"} · digital shadow · medshadow`;
+  const page = await loadPatientPage(main, ctx, {
+    query: SHADOW_QUERY,
+    view: "Digital shadow",
+    loading: "Loading the digital shadow…",
+    failed: "Could not load the digital shadow",
+    prefix: "shadow",
+    hrefOf: shadowHref,
+  });
+  if (page === null) return;
+  const { result, back } = page;
   const domains = new Map(result.domains.map((d) => [d.id, d]));
   const s = result.shadow;
   main.replaceChildren(
