@@ -22,6 +22,7 @@ import neo4j
 import orjson
 
 from graph.connection import run_read, run_write
+from graph.shadow import CONDITIONS
 from graph.terminology import concept_uid, write_system
 from graph.writer import WriteStats, write_batch
 from ontology.model import Label, RelType
@@ -224,6 +225,14 @@ def link_ingredients(
         return 0
     records = run_write(driver, LINK_INGREDIENTS, {"rows": rows, "system": system}, database)
     return int(records[0]["n"]) if records else 0
+
+
+def active_conditions(
+    driver: neo4j.Driver, person: str, as_of: Any, *, database: str | None = None
+) -> list[str]:
+    """Concept uids of the person's conditions active at ``as_of`` (every domain)."""
+    rows = run_read(driver, CONDITIONS, {"persons": [person], "asOf": as_of}, database)
+    return list(rows[0]["codes"]) if rows else []
 
 
 PERSON_EXISTS = f"MATCH (p:`{_P}` {{uid: $person}}) RETURN p.uid AS uid"
