@@ -588,9 +588,9 @@ def _load_drug_knowledge_once(settings: Settings, driver: Driver) -> None:
     from app.drugs_cli import load_knowledge
     from drugs.ansm import VERSION
     from drugs.knowledge import ANSM_SYSTEM
-    from graph.drugs import substance_index
+    from graph.drugs import knowledge_version
 
-    version, _ = substance_index(driver, ANSM_SYSTEM, database=settings.neo4j.database)
+    version = knowledge_version(driver, ANSM_SYSTEM, database=settings.neo4j.database)
     if version is not None and version.startswith(VERSION + ":"):
         console.print(
             f"drug interaction thesaurus already loaded (ANSM {VERSION}); "

@@ -158,10 +158,11 @@ class DrugSafety:
             if self._index is not None and now - self._checked < 1.0:
                 return self._index
             self._checked = now
-            version, rows = q.substance_index(self.driver, ANSM_SYSTEM, database=self.database)
+            version = q.knowledge_version(self.driver, ANSM_SYSTEM, database=self.database)
             if version is None:
                 raise KnowledgeNotLoadedError()
             if self._index is None or self._index.version != version:
+                rows = q.substance_rows(self.driver, ANSM_SYSTEM, database=self.database)
                 self._index = KnowledgeIndex.from_rows(version, rows)
             return self._index
 

@@ -24,7 +24,7 @@ import orjson
 from graph.connection import run_read, run_write
 from graph.shadow import CONDITIONS
 from graph.terminology import concept_uid, write_system
-from graph.writer import WriteStats, write_batch
+from graph.writer import WriteStats, content_hash, write_batch
 from ontology.model import Label, RelType
 from ontology.records import GraphBatch
 
@@ -101,6 +101,20 @@ def write_knowledge(
     system = parsed_system.info.url
     stats = write_batch(driver, interaction_batch(system, interactions), database=database)
     keep = [i.uid for i in interactions]
+    # what checks cache (drugs.knowledge.KnowledgeIndex) is keyed by this: it changes with any
+    # concept or interaction, and not with a reload of the same edition
+    digest = content_hash(
+        [
+            [(c.code, c.parents, dict(c.properties)) for c in parsed_system.concepts],
+            [(i.uid, i.severity.value, i.a, i.b) for i in interactions],
+        ]
+    )
+    run_write(
+        driver,
+        f"MATCH (s:`{Label.CODE_SYSTEM.value}` {{uid: $uid}}) SET s.knowledgeHash = $h",
+        {"uid": parsed_system.info.uid, "h": digest},
+        database,
+    )
     records = run_write(
         driver,
         f"MATCH (i:`{_DI}` {{system: $system}}) WHERE NOT i.uid IN $keep "
@@ -119,22 +133,28 @@ RETURN c.code AS code, c.display AS display, c.properties AS properties,
 
 KNOWLEDGE_VERSION = f"""
 MATCH (s:`{Label.CODE_SYSTEM.value}` {{system: $system}})
-RETURN s.version AS version, s.contentHash AS hash ORDER BY s.version DESC LIMIT 1
+RETURN s.version AS version, s.knowledgeHash AS hash ORDER BY s.version DESC LIMIT 1
 """
 
 
-def substance_index(
+def knowledge_version(
     driver: neo4j.Driver, system: str, *, database: str | None = None
-) -> tuple[str | None, list[dict[str, Any]]]:
-    """(version, rows) of a knowledge base's concepts; version None when it is not loaded."""
-    version = run_read(driver, KNOWLEDGE_VERSION, {"system": system}, database)
-    if not version:
-        return None, []
+) -> str | None:
+    """The stored knowledge base's version and content hash (changes on every reload that
+    changed it), or None when it is not loaded."""
+    rows = run_read(driver, KNOWLEDGE_VERSION, {"system": system}, database)
+    return f"{rows[0]['version']}:{rows[0]['hash']}" if rows else None
+
+
+def substance_rows(
+    driver: neo4j.Driver, system: str, *, database: str | None = None
+) -> list[dict[str, Any]]:
+    """The knowledge base's concepts with their properties and direct classes."""
     rows = []
     for r in run_read(driver, SUBSTANCE_INDEX, {"system": system}, database):
         props = orjson.loads(r["properties"]) if r["properties"] else {}
         rows.append({**props, "code": r["code"], "display": r["display"], "classes": r["classes"]})
-    return f"{version[0]['version']}:{version[0]['hash']}", rows
+    return rows
 
 
 INTERACTIONS_AMONG = f"""

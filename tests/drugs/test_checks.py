@@ -215,3 +215,19 @@ def test_medication_concepts_link_to_their_substances(
         c="anti-inflammatoires non steroidiens",
     )[0][0]["products"]
     assert any("ibuprofen" in p.lower() or "naproxen" in p.lower() for p in nsaid)
+
+
+def test_index_follows_a_reload(driver: neo4j.Driver, service: DrugSafety) -> None:
+    before = service.index()
+    assert service.index() is before  # cached between checks
+    driver.execute_query(
+        "MATCH (s:CodeSystem {system: $s}) SET s.knowledgeHash = 'edited'", s=ANSM_SYSTEM
+    )
+    service._checked = 0.0  # the version is re-read at most once a second
+    edited = service.index()
+    assert edited is not before
+    assert edited.version is not None
+    assert edited.version.endswith(":edited")
+    service.load()  # restores the stored hash of this edition
+    service._checked = 0.0
+    assert service.index().version == before.version
