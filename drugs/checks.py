@@ -165,7 +165,7 @@ def _finding(
 
 
 @dataclass(frozen=True, slots=True)
-class Match2:
+class PairMatch:
     """A curated interaction found between two items."""
 
     uid: str
@@ -177,11 +177,11 @@ class Match2:
 
 def pair_interactions(
     items: Sequence[MedItem], index: KnowledgeIndex, rows: Iterable[Any]
-) -> list[Match2]:
+) -> list[PairMatch]:
     """Interactions (``graph.drugs.InteractionRow``) placed on the item pairs they concern; one
     per (interaction, unordered item pair)."""
     anchors = {item.key: _anchors(item, index) for item in items}
-    out: dict[tuple[str, str, str], Match2] = {}
+    out: dict[tuple[str, str, str], PairMatch] = {}
     for row in rows:
         for x in items:
             if row.a_code not in anchors[x.key]:
@@ -192,7 +192,7 @@ def pair_interactions(
                 a, b = sorted((x.key, y.key))
                 out.setdefault(
                     (row.uid, a, b),
-                    Match2(row.uid, x.key, y.key, (row.a_code, row.b_code), row.props),
+                    PairMatch(row.uid, x.key, y.key, (row.a_code, row.b_code), row.props),
                 )
     return list(out.values())
 
@@ -214,7 +214,7 @@ def anchors_of(items: Iterable[MedItem], index: KnowledgeIndex) -> list[str]:
 def review(
     items: Sequence[MedItem],
     index: KnowledgeIndex,
-    matches: Sequence[Match2],
+    matches: Sequence[PairMatch],
     ctx: PatientContext | None = None,
     rules: SafetyRules | None = None,
 ) -> list[Finding]:
@@ -248,7 +248,7 @@ def rank(findings: Iterable[Finding]) -> list[Finding]:
 
 
 def _interaction(
-    m: Match2,
+    m: PairMatch,
     items: dict[str, MedItem],
     index: KnowledgeIndex,
     ctx: PatientContext,

@@ -16,10 +16,12 @@ from drugs import ansm
 from drugs import checks as ck
 from drugs.knowledge import ANSM_SYSTEM, KnowledgeIndex, parsed_system
 from drugs.model import Finding, MedItem, MedSource
-from drugs.names import DrugDictionary, default_dictionary, fold
+from drugs.names import DrugDictionary, default_dictionary
 from drugs.reconcile import ingredients_of, reconcile, strength
 from graph import drugs as q
 from graph.connection import Driver
+from graph.mapping import concept_display
+from terminology.model import RXNORM
 
 #: Condition codes that mean an ongoing pregnancy (SNOMED CT as Synthea writes them; ICD-10
 #: chapter O and Z33/Z34 by prefix).
@@ -180,7 +182,7 @@ class DrugSafety:
             ings = tuple(sorted({i for s in subs for i in index.entities[s].ingredients}))
             if ings:
                 return Resolved(query, ings, self._display(ings), "rxnorm ingredient")
-            display = q.concept_display(self.driver, f"{q.RXNORM}|{code}", database=self.database)
+            display = concept_display(self.driver, f"{RXNORM}|{code}", database=self.database)
             if display:
                 found = self.dictionary.ingredients(display)
                 if found:
@@ -340,7 +342,3 @@ def _is_pregnancy(concept_uid: str) -> bool:
     if "icd" in system:
         return code.startswith(("O", "Z33", "Z34"))
     return False
-
-
-def pair_key(a: str, b: str) -> str:
-    return "|".join(sorted((fold(a), fold(b))))

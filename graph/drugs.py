@@ -290,15 +290,5 @@ def statements_for(
     return [dict(r["s"]) for r in rows]
 
 
-RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
-
-
-def concept_display(driver: neo4j.Driver, uid: str, *, database: str | None = None) -> str | None:
-    rows = run_read(
-        driver, f"MATCH (c:`{_CON}` {{uid: $uid}}) RETURN c.display AS d", {"uid": uid}, database
-    )
-    return rows[0]["d"] if rows else None
-
-
 def person_exists(driver: neo4j.Driver, person: str, *, database: str | None = None) -> bool:
     return bool(run_read(driver, PERSON_EXISTS, {"person": person}, database))
