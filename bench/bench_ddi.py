@@ -28,14 +28,24 @@ from app.settings import REPO_ROOT
 from bench.common import log, num, print_table
 from nlp.ddi import DDI_TYPES, CorpusSentence, classify_pair, find_mentions, mine_text, read_ddi_xml
 
-DEFAULT_CORPUS = REPO_ROOT.parent / "shared" / "data" / "text" / "ddi-corpus-2013-train"
+_CORPUS_PATH = ("shared", "data", "text", "ddi-corpus-2013-train")
+DEFAULT_CORPUS = REPO_ROOT.parent.joinpath(*_CORPUS_PATH)
 PARTS = ("DrugBank", "MedLine")
 
 Classifier = Callable[[CorpusSentence, str, str], str | None]
 
 
 def corpus_dir() -> Path:
-    return Path(os.environ.get("MEDSHADOW_DDI_CORPUS", str(DEFAULT_CORPUS)))
+    """``MEDSHADOW_DDI_CORPUS``, else ``shared/data/text/ddi-corpus-2013-train`` beside the
+    checkout or beside any folder above it (a CI clone may sit deeper than ``../``)."""
+    configured = os.environ.get("MEDSHADOW_DDI_CORPUS")
+    if configured:
+        return Path(configured)
+    for folder in REPO_ROOT.resolve().parents:
+        candidate = folder.joinpath(*_CORPUS_PATH)
+        if candidate.is_dir():
+            return candidate
+    return DEFAULT_CORPUS
 
 
 def load_part(corpus: Path, part: str, limit: int | None = None) -> list[CorpusSentence]:
