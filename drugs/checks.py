@@ -239,7 +239,7 @@ def _one_per_pair(findings: Iterable[Finding]) -> list[Finding]:
     for group in pairs.values():
         lead, *rest = rank(group)
         also = tuple(f"{f.severity.value}: {f.source_level} ({' + '.join(f.via)})" for f in rest)
-        out.append(replace(lead, also=also) if also else lead)
+        out.append(replace(lead, also=lead.also + also) if also else lead)
     return out
 
 
@@ -255,10 +255,12 @@ def _interaction(
     rules: SafetyRules,
 ) -> Finding:
     p = m.props
-    base = Severity(p["severity"])
+    a, b = items[m.a_item], items[m.b_item]
+    chosen, conditional = _levels(p, index, {*_substances(a, index), *_substances(b, index)})
+    base = max((sev for sev, _, _ in chosen), key=lambda s: s.rank)
     severity = base
     applied = []
-    text = fold(" ".join([p.get("mechanism") or "", *(p.get("management") or ())]))
+    text = fold(" ".join([p.get("mechanism") or "", *(mg for _, _, mg in chosen)]))
     a_classes = {c for ing in items[m.a_item].ingredients for c in index.classes_of(ing)}
     b_classes = {c for ing in items[m.b_item].ingredients for c in index.classes_of(ing)}
     for rule in rules.context:
@@ -275,10 +277,8 @@ def _interaction(
         applied.append(f"{rule.id}: {_reason(rule.reason, ctx)} ({rule.reference})")
         if rule.effect == "raise":
             severity = severity.raised()
-    a, b = items[m.a_item], items[m.b_item]
-    levels = list(zip(p.get("levelSeverities") or (), p.get("sourceLevels") or (), strict=False))
-    source_level = next((lvl for sev, lvl in levels if sev == base.value), None)
-    management = " | ".join(x for x in p.get("management") or () if x) or None
+    source_level = next(lvl for sev, lvl, _ in chosen if sev == base)
+    management = " | ".join(mg for _, _, mg in chosen if mg) or None
     prescribed = any(s.prescribed for s in a.sources) and any(s.prescribed for s in b.sources)
     return Finding(
         kind="interaction",
@@ -295,7 +295,50 @@ def _interaction(
         rules=tuple(applied),
         interaction=m.uid,
         score=_score(severity, severity != base, prescribed, "interaction"),
+        also=conditional,
     )
+
+
+_Level = tuple[Severity, str, str]  # severity, the source's wording, its advice/conditions
+
+
+def _substances(item: MedItem, index: KnowledgeIndex) -> set[str]:
+    return {code for ing in item.ingredients for code in index.substances(ing)}
+
+
+def _levels(
+    props: dict[str, Any], index: KnowledgeIndex, pair: set[str]
+) -> tuple[list[_Level], tuple[str, ...]]:
+    """The entry's levels that apply to this pair, and the others as notes.
+
+    An entry may carry several levels, each restricted by its text to certain drugs:
+    "sedatives + other sedatives" is contraindicated only *with sodium oxybate* and "to take
+    into account" for all the others. A level whose text names thesaurus substances applies
+    when the pair includes one of them; a level naming none applies to every pair. When no
+    level applies, the least severe one stands (the entry itself matched)."""
+    levels = [
+        (Severity(sev), str(lvl), str(mg))
+        for sev, lvl, mg in zip(
+            props.get("levelSeverities") or (props["severity"],),
+            props.get("sourceLevels") or ("",),
+            props.get("management") or ("",),
+            strict=False,
+        )
+    ]
+    if len(levels) == 1:
+        return levels, ()
+    chosen: list[_Level] = []
+    skipped: list[_Level] = []
+    for level in levels:
+        named = index.named_in(level[2])
+        (chosen if not named or named & pair else skipped).append(level)
+    if not chosen:
+        least = min(levels, key=lambda lv: lv[0].rank)
+        chosen, skipped = [least], [lv for lv in levels if lv is not least]
+    notes = tuple(
+        f"{sev.value} only with other drugs: {lvl} {mg}".strip() for sev, lvl, mg in skipped
+    )
+    return chosen, notes
 
 
 def _reason(template: str, ctx: PatientContext) -> str:

@@ -7,12 +7,14 @@ takes effect on the next check."""
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from drugs.model import Knowledge
-from drugs.names import DrugDictionary
+from drugs.names import DrugDictionary, fold
 from terminology.model import CodeSystemInfo, ConceptRecord, Designation, ParsedSystem
 
 ANSM_SYSTEM = "https://ansm.sante.fr/thesaurus-interactions"
@@ -64,7 +66,7 @@ class IndexedEntity:
     classes: tuple[str, ...]
 
 
-@dataclass(slots=True)
+@dataclass
 class KnowledgeIndex:
     """ingredient -> substances, substance -> classes, RxNorm ingredient code -> substances."""
 
@@ -72,6 +74,7 @@ class KnowledgeIndex:
     entities: dict[str, IndexedEntity] = field(default_factory=dict)
     by_ingredient: dict[str, list[str]] = field(default_factory=dict)
     by_rxnorm: dict[str, list[str]] = field(default_factory=dict)
+    _codes_by_name: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_rows(cls, version: str | None, rows: list[dict[str, Any]]) -> KnowledgeIndex:
@@ -113,6 +116,27 @@ class KnowledgeIndex:
         for code in self.substances(ingredient):
             out.update(self.entities[code].classes)
         return out
+
+    @cached_property
+    def _named(self) -> re.Pattern[str]:
+        names: dict[str, str] = {}
+        for e in self.entities.values():
+            if e.kind == "class":
+                continue
+            key = fold(e.display)
+            names.setdefault(key, e.code)
+            if (inverted := re.fullmatch(r"(.+?)\s*\((.+?)\)", key)) is not None:
+                # the index's "sodium (oxybate de)" is written "oxybate de sodium" in texts
+                names.setdefault(f"{inverted.group(2)} {inverted.group(1)}", e.code)
+        self._codes_by_name = names
+        usable = sorted((n for n in names if len(n) >= 4), key=len, reverse=True)
+        return re.compile(r"\b(" + "|".join(re.escape(n) for n in usable) + r")\b")
+
+    def named_in(self, text: str) -> set[str]:
+        """Substance codes whose thesaurus name a (French) text writes: the drugs a level of
+        an entry is restricted to ("CONTRE-INDICATION avec l'oxybate de sodium")."""
+        pattern = self._named
+        return {self._codes_by_name[m.group(1)] for m in pattern.finditer(fold(text))}
 
     def display(self, code: str) -> str:
         e = self.entities.get(code)

@@ -57,14 +57,21 @@ def test_findings_are_thesaurus_entries_between_the_drugs(
             "OPTIONAL MATCH (s:Concept {system: $sys})-[:IS_A*0..1]->(c) "
             "WHERE any(x IN $ings WHERE s.properties CONTAINS ('\"' + x + '\"') "
             "  OR s.properties CONTAINS ('|' + x + '\"') OR s.properties CONTAINS ('\"' + x + '|'))"
-            "RETURN i.severity AS severity, r.side AS side, collect(DISTINCT s.code) AS subs",
+            "RETURN i.severity AS severity, size(i.sourceLevels) AS levels, r.side AS side, "
+            "collect(DISTINCT s.code) AS subs",
             uid=f.interaction,
             sys=ANSM_SYSTEM,
             ings=[ing for k in f.items for ing in by_key[k].ingredients],
         )[0]
         assert len(rows) == 2
         assert all(r["subs"] for r in rows), (f.title, rows)
-        assert f.severity.value == rows[0]["severity"] == f.base_severity.value
+        # no patient context here; a multi-level entry may apply below its top level
+        assert f.severity == f.base_severity
+        stored = Severity(rows[0]["severity"])
+        if rows[0]["levels"] == 1:
+            assert f.base_severity == stored
+        else:
+            assert f.base_severity.rank <= stored.rank
 
 
 def test_a_class_rule_reaches_every_member(driver: neo4j.Driver, service: DrugSafety) -> None:
@@ -231,3 +238,15 @@ def test_index_follows_a_reload(driver: neo4j.Driver, service: DrugSafety) -> No
     service.load()  # restores the stored hash of this edition
     service._checked = 0.0
     assert service.index().version == before.version
+
+
+def test_a_level_restricted_to_other_drugs_does_not_apply(service: DrugSafety) -> None:
+    # ANSM 2020, "médicaments sédatifs + autres médicaments sédatifs": CONTRE-INDICATION only
+    # with sodium oxybate, "à prendre en compte" for every other pair of sedatives
+    opioids = service.check_names(["oxycodone", "fentanyl"])
+    pair = [f for f in opioids.findings if f.kind == "interaction"]
+    assert pair
+    assert all(f.base_severity != Severity.CONTRAINDICATED for f in pair)
+    with_oxybate = service.check_names(["sodium oxybate", "morphine"])
+    lead = next(f for f in with_oxybate.findings if f.kind == "interaction")
+    assert lead.base_severity == Severity.CONTRAINDICATED
