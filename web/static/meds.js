@@ -97,7 +97,7 @@ function plural(n, one, many = `${one}s`) {
 /** Severity is always written out; the colour only repeats it. */
 function severityBadge(severity) {
   const known = SEVERITIES.includes(severity) ? severity.toLowerCase() : "unknown";
-  return h("span", { class: `drug-sev drug-sev-${known}`, "data-testid": "finding-severity", "data-severity": severity }, known);
+  return h("span", { class: `sev drug-sev drug-sev-${known}`, "data-testid": "finding-severity", "data-severity": severity }, known);
 }
 
 /** Domain uid → the name and kind the patient's records give it (finding sources are uids). */
@@ -513,7 +513,7 @@ function header(p, review, domains) {
           "span",
           {},
           h("span", { "data-testid": "meds-active" }, String(review.activeCount)),
-          poly ? h("span", { class: "drug-sev drug-sev-moderate meds-poly", "data-testid": "meds-polypharmacy", title: poly.title }, "polypharmacy") : null,
+          poly ? h("span", { class: "sev drug-sev drug-sev-moderate meds-poly", "data-testid": "meds-polypharmacy", title: poly.title }, "polypharmacy") : null,
         ),
         "meds-active-item",
       ),
