@@ -370,7 +370,23 @@ def _duplicates(
             )
     wanted = set(rules.duplicate_classes)
     for x, y in combinations([i for i in items if i.active and i.resolved], 2):
-        if set(x.ingredients) & set(y.ingredients):
+        if same := sorted(set(x.ingredients) & set(y.ingredients)):
+            # one ingredient in two products (paracetamol alone and in a combination): the
+            # classic route to an unintended double dose
+            names = ", ".join(same)
+            out.append(
+                _finding(
+                    "duplicate",
+                    Severity.MAJOR,
+                    f"{x.display} + {y.display}: {names} in both",
+                    (x.key, y.key),
+                    "medshadow duplicate therapy (same ingredient in two products)",
+                    prescribed=any(s.prescribed for s in x.sources)
+                    and any(s.prescribed for s in y.sources),
+                    management="Count the total daily dose of the shared ingredient.",
+                    via=tuple(same),
+                )
+            )
             continue
         shared = (
             {c for ing in x.ingredients for c in index.classes_of(ing)}

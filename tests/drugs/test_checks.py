@@ -250,3 +250,14 @@ def test_a_level_restricted_to_other_drugs_does_not_apply(service: DrugSafety) -
     with_oxybate = service.check_names(["sodium oxybate", "morphine"])
     lead = next(f for f in with_oxybate.findings if f.kind == "interaction")
     assert lead.base_severity == Severity.CONTRAINDICATED
+
+
+def test_one_ingredient_in_two_products(service: DrugSafety) -> None:
+    review = service.check_names(
+        ["Acetaminophen 325 MG / Oxycodone Hydrochloride 5 MG Oral Tablet", "paracetamol 500 mg"]
+    )
+    assert len(review.items) == 2
+    dup = [f for f in review.findings if f.kind == "duplicate"]
+    assert len(dup) == 1
+    assert dup[0].via == ("acetaminophen",)
+    assert dup[0].priority == "interrupt"
