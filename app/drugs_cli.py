@@ -4,9 +4,10 @@ mine interaction statements from text."""
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -16,12 +17,15 @@ from app.progress import progress_bar
 from app.settings import Settings
 from graph.connection import Driver
 
+if TYPE_CHECKING:
+    from drugs.service import DrugSafety, Review
+
 drugs_app = typer.Typer(no_args_is_help=True, help="Drug safety: interaction knowledge, reviews")
 console = Console(stderr=True)
 _STYLE = {"interrupt": "bold red", "review": "yellow", "info": "dim"}
 
 
-def _service(settings: Settings, driver: Driver):  # type: ignore[no-untyped-def]
+def _service(settings: Settings, driver: Driver) -> DrugSafety:
     from drugs.service import DrugSafety
     from shadow.service import ShadowService
 
@@ -65,8 +69,8 @@ def load_knowledge(settings: Settings, driver: Driver) -> None:
     console.print(f"in {report.seconds:.1f}s")
 
 
-def _connected(settings: Settings):  # type: ignore[no-untyped-def]
-    from app.cli import connected
+def _connected(settings: Settings) -> AbstractContextManager[Driver]:
+    from app.cli import connected  # app.cli registers this module's commands: import late
 
     return connected(settings)
 
@@ -79,7 +83,7 @@ def drugs_load() -> None:
         load_knowledge(settings, driver)
 
 
-def _print_review(review) -> None:  # type: ignore[no-untyped-def]
+def _print_review(review: Review) -> None:
     for item in review.items:
         sources = ", ".join(f"{s.domain} ({s.status})" for s in item.sources)
         flag = "" if item.resolved else " [yellow](no ingredient matched)[/yellow]"

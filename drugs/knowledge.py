@@ -74,7 +74,6 @@ class KnowledgeIndex:
     entities: dict[str, IndexedEntity] = field(default_factory=dict)
     by_ingredient: dict[str, list[str]] = field(default_factory=dict)
     by_rxnorm: dict[str, list[str]] = field(default_factory=dict)
-    _codes_by_name: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_rows(cls, version: str | None, rows: list[dict[str, Any]]) -> KnowledgeIndex:
@@ -118,7 +117,7 @@ class KnowledgeIndex:
         return out
 
     @cached_property
-    def _named(self) -> re.Pattern[str]:
+    def _named(self) -> tuple[re.Pattern[str], dict[str, str]]:
         names: dict[str, str] = {}
         for e in self.entities.values():
             if e.kind == "class":
@@ -128,15 +127,14 @@ class KnowledgeIndex:
             if (inverted := re.fullmatch(r"(.+?)\s*\((.+?)\)", key)) is not None:
                 # the index's "sodium (oxybate de)" is written "oxybate de sodium" in texts
                 names.setdefault(f"{inverted.group(2)} {inverted.group(1)}", e.code)
-        self._codes_by_name = names
         usable = sorted((n for n in names if len(n) >= 4), key=len, reverse=True)
-        return re.compile(r"\b(" + "|".join(re.escape(n) for n in usable) + r")\b")
+        return re.compile(r"\b(" + "|".join(re.escape(n) for n in usable) + r")\b"), names
 
     def named_in(self, text: str) -> set[str]:
         """Substance codes whose thesaurus name a (French) text writes: the drugs a level of
         an entry is restricted to ("CONTRE-INDICATION avec l'oxybate de sodium")."""
-        pattern = self._named
-        return {self._codes_by_name[m.group(1)] for m in pattern.finditer(fold(text))}
+        pattern, codes = self._named
+        return {codes[m.group(1)] for m in pattern.finditer(fold(text))}
 
     def display(self, code: str) -> str:
         e = self.entities.get(code)

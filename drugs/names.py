@@ -15,18 +15,18 @@ name, a patient's own wording or a French ANSM substance name stands for:
 
 from __future__ import annotations
 
-import bz2
 import csv
 import gzip
 import importlib.metadata
 import importlib.util
-import pickle
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+
+from terminology.sources import drug_ner_data
 
 _PACKAGE = "drug_named_entity_recognition"
 
@@ -90,13 +90,7 @@ class DrugDictionary:
     ) -> DrugDictionary:
         """The dictionary of the installed package; ``extra(entries)`` adds (name, canonical)
         pairs."""
-        spec = importlib.util.find_spec(_PACKAGE)
-        if spec is None or spec.origin is None:
-            raise RuntimeError(f"package {_PACKAGE!r} is not installed (run `make setup`)")
-        path = Path(spec.origin).parent / "drug_ner_dictionary.pkl.bz2"
-        with bz2.open(path, "rb") as fh:
-            # the package's own data file, installed from PyPI; not user input
-            data = pickle.load(fh)  # noqa: S301
+        data = drug_ner_data()
         entries = {
             canon: DictionaryEntry(canon, str(d.get("name") or canon), d.get("drugbank_id"))
             for canon, d in data["drug_canonical_to_data"].items()
@@ -123,6 +117,10 @@ class DrugDictionary:
 
     def entry(self, canonical: str) -> DictionaryEntry | None:
         return self.entries.get(canonical)
+
+    def display_names(self, ingredients: Iterable[str]) -> list[str]:
+        """The dictionary's display names ("Warfarin") of canonical ingredients."""
+        return [e.display if (e := self.entries.get(i)) else i for i in ingredients]
 
     def ingredients(self, text: str) -> list[Ingredient]:
         """The ingredients a product name or free text names, in order, each once."""

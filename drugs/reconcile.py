@@ -30,11 +30,9 @@ def strength(*texts: str | None) -> str | None:
             continue
         m = _STRENGTH.search(fold(text))
         if m:
-            value = (
-                m.group(1).replace(",", ".").rstrip("0").rstrip(".")
-                if "." in m.group(1)
-                else m.group(1)
-            )
+            value = m.group(1).replace(",", ".")
+            if "." in value:  # "21.70" and "21,7" are both "21.7"
+                value = value.rstrip("0").rstrip(".")
             unit = m.group(2) + (f"/{m.group(3)}" if m.group(3) else "")
             return f"{value} {unit}"
     return None
@@ -93,7 +91,9 @@ def reconcile(dictionary: DrugDictionary, rows: Iterable[Mapping[str, Any]]) -> 
         if not any(s.active for s in sources):
             continue
         ingredients = members[0][1]
-        display = ", ".join(_names(dictionary, ingredients)) if ingredients else sources[0].display
+        display = (
+            ", ".join(dictionary.display_names(ingredients)) if ingredients else sources[0].display
+        )
         item = MedItem(key=key, display=display, ingredients=ingredients, sources=sources)
         item.conflicts = conflicts(item)
         items.append(item)
@@ -115,14 +115,6 @@ def conflicts(item: MedItem) -> list[str]:
     if len(strengths) > 1:
         each = "; ".join(f"{s.strength} ({s.domain})" for s in active if s.strength)
         out.append(f"strengths differ between sources: {each}")
-    return out
-
-
-def _names(dictionary: DrugDictionary, ingredients: Iterable[str]) -> list[str]:
-    out = []
-    for ing in ingredients:
-        entry = dictionary.entry(ing)
-        out.append(entry.display if entry else ing)
     return out
 
 

@@ -21,6 +21,8 @@ from drugs.reconcile import ingredients_of, reconcile, strength
 from graph import drugs as q
 from graph.connection import Driver
 from graph.mapping import concept_display
+from shadow import engine
+from shadow.service import ShadowService
 from terminology.model import RXNORM
 
 #: Condition codes that mean an ongoing pregnancy (SNOMED CT as Synthea writes them; ICD-10
@@ -85,7 +87,7 @@ class DrugSafety:
         *,
         database: str | None = None,
         dictionary: DrugDictionary | None = None,
-        shadow: Any | None = None,
+        shadow: ShadowService | None = None,
     ) -> None:
         self.driver = driver
         self.database = database
@@ -173,10 +175,8 @@ class DrugSafety:
     def resolve(self, query: str) -> Resolved:
         """A drug name (any case, brand, French) or code (``rxnorm:1191``) to ingredients."""
         text = query.strip()
-        system, _, code = text.rpartition(":") if ":" in text and "|" not in text else ("", "", "")
-        if "|" in text:
-            system, _, code = text.rpartition("|")
-        if code and ("rxnorm" in system.lower()):
+        system, _, code = text.rpartition("|" if "|" in text else ":")
+        if code and "rxnorm" in system.lower():
             index = self.index()
             subs = index.by_rxnorm.get(code, [])
             ings = tuple(sorted({i for s in subs for i in index.entities[s].ingredients}))
@@ -199,11 +199,7 @@ class DrugSafety:
         return Resolved(query, (), text, "")
 
     def _display(self, ingredients: Sequence[str]) -> str:
-        names = []
-        for ing in ingredients:
-            entry = self.dictionary.entry(ing)
-            names.append(entry.display if entry else ing)
-        return ", ".join(names)
+        return ", ".join(self.dictionary.display_names(ingredients))
 
     def items_for(
         self, queries: Sequence[str], *, source: str = "query"
@@ -253,8 +249,6 @@ class DrugSafety:
         """Age, latest eGFR (measured or derived by the shadow) and an ongoing pregnancy."""
         if self.shadow is None:
             return ck.PatientContext()
-        from shadow import engine  # the shadow's reading of the person (vitals)
-
         data = self.shadow.read([person], as_of).get(person)
         if data is None:
             return ck.PatientContext()

@@ -16,17 +16,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import neo4j
 import orjson
 
 from graph.connection import run_read, run_write
 from graph.shadow import CONDITIONS
-from graph.terminology import concept_uid, write_system
+from graph.terminology import SystemLoad, concept_uid, write_system
 from graph.writer import WriteStats, content_hash, write_batch
 from ontology.model import Label, RelType
 from ontology.records import GraphBatch
+
+if TYPE_CHECKING:
+    from drugs.model import KnownInteraction
+    from terminology.model import ParsedSystem
 
 _CON, _DI, _ST = (
     Label.CONCEPT.value,
@@ -57,7 +62,7 @@ class InteractionRow:
     props: dict[str, Any]
 
 
-def interaction_batch(system: str, interactions: Iterable[Any]) -> GraphBatch:
+def interaction_batch(system: str, interactions: Iterable[KnownInteraction]) -> GraphBatch:
     """``DrugInteraction`` nodes and their two ``INTERACTANT`` links."""
     batch = GraphBatch()
     for i in interactions:
@@ -89,12 +94,12 @@ def interaction_batch(system: str, interactions: Iterable[Any]) -> GraphBatch:
 
 def write_knowledge(
     driver: neo4j.Driver,
-    parsed_system: Any,
-    interactions: Sequence[Any],
+    parsed_system: ParsedSystem,
+    interactions: Sequence[KnownInteraction],
     *,
     database: str | None = None,
     retire_version: str | None = None,
-) -> tuple[Any, WriteStats, int]:
+) -> tuple[SystemLoad, WriteStats, int]:
     """Write a knowledge base's code system and its interactions (idempotent); interactions of
     the same source no longer in it are removed (a new thesaurus edition replaces the old)."""
     system_load = write_system(driver, parsed_system, database=database)
@@ -196,7 +201,7 @@ ORDER BY t
 
 
 def person_medications(
-    driver: neo4j.Driver, person: str, as_of: Any, *, database: str | None = None
+    driver: neo4j.Driver, person: str, as_of: datetime, *, database: str | None = None
 ) -> list[dict[str, Any]]:
     return [
         dict(r)
@@ -248,7 +253,7 @@ def link_ingredients(
 
 
 def active_conditions(
-    driver: neo4j.Driver, person: str, as_of: Any, *, database: str | None = None
+    driver: neo4j.Driver, person: str, as_of: datetime, *, database: str | None = None
 ) -> list[str]:
     """Concept uids of the person's conditions active at ``as_of`` (every domain)."""
     rows = run_read(driver, CONDITIONS, {"persons": [person], "asOf": as_of}, database)

@@ -16,14 +16,13 @@ Drug names come from the dictionary packaged with ``drug_named_entity_recognitio
 
 from __future__ import annotations
 
-import bz2
-import pickle
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from importlib.util import find_spec
 from pathlib import Path
+
+from terminology.sources import drug_ner_data
 
 DDI_TYPES = ("mechanism", "effect", "advice", "unspecified")
 
@@ -167,12 +166,7 @@ class _Lexicon:
 
 @cache
 def _lexicon() -> _Lexicon:
-    spec = find_spec("drug_named_entity_recognition")
-    if spec is None or spec.origin is None:
-        raise RuntimeError("package drug_named_entity_recognition is not installed")
-    path = Path(spec.origin).parent / "drug_ner_dictionary.pkl.bz2"
-    with bz2.open(path, "rb") as f:
-        data = pickle.load(f)  # noqa: S301 - the dictionary shipped inside an installed wheel
+    data = drug_ner_data()
     variants: dict[str, str] = {}
     for variant, canonicals in data["drug_variant_to_canonical"].items():
         key = " ".join(_TOKEN.findall(variant.lower()))

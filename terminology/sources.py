@@ -406,11 +406,21 @@ def parse_synthea(modules: Path | None = None) -> list[ParsedSystem]:
 # -- drug-named-entity-recognition -------------------------------------------------------------
 
 
-def parse_drugs() -> list[ParsedSystem]:
+@cache
+def drug_ner_data() -> dict[str, Any]:
+    """The raw dictionary of ``drug-named-entity-recognition`` (variants, canonical entries with
+    DrugBank / MeSH ids, brand flags), read once per process: the terminology load, the drug
+    normaliser (``drugs/names.py``) and the mention finder (``nlp/ddi.py``) share it."""
     path = _package_dir("drug_named_entity_recognition") / "drug_ner_dictionary.pkl.bz2"
     with bz2.open(path, "rb") as fh:
         # the package's own data file, installed from PyPI; not user input
-        data = pickle.load(fh)  # noqa: S301
+        data: dict[str, Any] = pickle.load(fh)  # noqa: S301
+    return data
+
+
+def parse_drugs() -> list[ParsedSystem]:
+    path = _package_dir("drug_named_entity_recognition") / "drug_ner_dictionary.pkl.bz2"
+    data = drug_ner_data()
     info = CodeSystemInfo(
         url=DRUG_NER,
         version=_version("drug-named-entity-recognition"),
