@@ -14,6 +14,7 @@ COPY identity/ identity/
 COPY mpi/ mpi/
 COPY shadow/ shadow/
 COPY drugs/ drugs/
+COPY research/ research/
 COPY tools/wheels/requirements.txt tools/wheels/requirements.txt
 COPY web/ web/
 # uv, not pip: it honours pyproject's [tool.uv] override that keeps torch out of the image

@@ -1,7 +1,9 @@
 """Checked access to the change feed: webhook registry, delivery log, subscriptions.
 
 Webhooks need :attr:`Action.MANAGE_WEBHOOKS` (integrators, admins); subscriptions need
-:attr:`Action.SUBSCRIBE_CHANGES`. The live stream itself comes from a :class:`ChangeFeed`
+:attr:`Action.SUBSCRIBE_CHANGES`. Every event is re-decided against the person's consent as it
+is about to go out (:meth:`ChangeAccess.visible`, :func:`webhook_allows`): a revocation stops
+the next event, not the next connection. The live stream itself comes from a :class:`ChangeFeed`
 (the web process's broker in ``app/notify.py``), injected so this module stays free of asyncio
 plumbing and of the web app.
 """
@@ -10,14 +12,18 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncGenerator, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from access.policy import Action, Principal, RecordAccess, require
+from access.consent import Model, kind_categories
+from access.guard import ConsentGuard
+from access.policy import Action, Principal, Role, require
+from access.records import RecordAccess
 from graph import outbox
 from graph.connection import Driver
 from graph.outbox import ChangeEventRow, DeliveryRow, WebhookRow
+from graph.reader import GraphReader
 
 #: Longest webhook URL accepted (the common limit of HTTP stacks).
 MAX_URL_LENGTH = 2048
@@ -86,17 +92,21 @@ class ChangeAccess:
         *,
         database: str | None = None,
         feed: ChangeFeed | None = None,
+        records: RecordAccess | None = None,
     ) -> None:
         self._driver = driver
         self._database = database
         self._feed = feed
         self.principal = principal
+        self._records = records or RecordAccess(GraphReader(driver, database=database), principal)
 
     @classmethod
     def for_access(cls, access: RecordAccess, *, feed: ChangeFeed | None = None) -> ChangeAccess:
         """The change feed for the same request (principal, driver, database) as ``access``."""
         reader = access.reader
-        return cls(reader.driver, access.principal, database=reader.database, feed=feed)
+        return cls(
+            reader.driver, access.principal, database=reader.database, feed=feed, records=access
+        )
 
     def require(self, action: Action) -> None:
         require(self.principal, action)
@@ -146,6 +156,16 @@ class ChangeAccess:
             raise ChangeFeedUnavailableError("change subscriptions need the web server's feed")
         return self._feed.subscribe(person=person, domain=domain, after=after)
 
+    def visible(self, event: ChangeEventRow) -> ChangeEventRow | None:
+        """The event as this subscriber may see it (kinds narrowed by consent), or None.
+
+        Consent is read afresh for every event and the decision is audited at once.
+        """
+        try:
+            return event_for(self._records.guard, event)
+        finally:
+            self._records.flush_audit()
+
     def emit(self, changes: Mapping[str, Iterable[str]], *, source: str) -> list[ChangeEventRow]:
         """For in-process writers, after their own checked write: record the change and wake
         the dispatcher so subscribers hear of it at once."""
@@ -153,3 +173,42 @@ class ChangeAccess:
         if events and self._feed is not None:
             self._feed.wake()
         return events
+
+
+def event_for(guard: ConsentGuard, event: ChangeEventRow) -> ChangeEventRow | None:
+    """``event`` narrowed to the kinds the guard's principal may know changed, or None.
+
+    An event of a record not linked to a person yet goes only to its own domain's systems.
+    """
+    principal = guard.principal
+    if event.person_uid is None:
+        mine = principal.role is Role.ADMIN or principal.organisation == event.domain
+        return event if mine or not guard.enforce else None
+    guard.forget([event.person_uid])
+    decision = guard.decision(event.person_uid)
+    kinds = tuple(
+        k for k in event.kinds if not guard.enforce or decision.allows(kind_categories(k))
+    )
+    what = f"change:{','.join(event.kinds)}"
+    if not kinds:
+        guard.audit_note(event.person_uid, "read", "denied", "no consent", what=what)
+        return None
+    guard.audit_note(event.person_uid, "read", "allowed", what=what)
+    return replace(event, kinds=kinds)
+
+
+def webhook_allows(
+    driver: Driver,
+    hook: WebhookRow,
+    event: ChangeEventRow,
+    *,
+    model: Model = Model.OPT_OUT,
+    database: str | None = None,
+) -> bool:
+    """May this webhook (its domain's system) be told of this event? Audited either way."""
+    principal = Principal(f"webhook:{hook.uid}", Role.INTEGRATOR, organisation=hook.domain)
+    records = RecordAccess.for_driver(driver, principal, database=database, model=model)
+    try:
+        return event_for(records.guard, event) is not None
+    finally:
+        records.flush_audit()

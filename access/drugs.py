@@ -8,11 +8,17 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from access.policy import Action, RecordAccess
+from access.consent import ALL_MEDICATIONS, CONDITION_FACTS, LAB_FACTS
+from access.policy import Action
+from access.records import RecordAccess
 from drugs.service import DrugSafety, Review
 
 #: Longest list ``interactions(drugs:)`` accepts (a check is pairwise: 50 drugs = 1,225 pairs).
 MAX_DRUGS = 50
+
+
+#: A review lists every active drug (sensitive ones too) and reads conditions and eGFR.
+_REVIEW_NEEDS = (*ALL_MEDICATIONS, CONDITION_FACTS, LAB_FACTS)
 
 
 class DrugAccess:
@@ -34,11 +40,11 @@ class DrugAccess:
         return self.service.check_names(names)
 
     def review(self, person: str) -> Review:
-        self._records.require(Action.READ_PATIENT)
+        self._records.require_person(person, "medicationReview", *_REVIEW_NEEDS)
         return self.service.review(person, self.now())
 
     def check_prescription(self, person: str, drug: str) -> Review:
-        self._records.require(Action.READ_PATIENT)
+        self._records.require_person(person, "checkPrescription", *_REVIEW_NEEDS)
         if not drug.strip():
             raise ValueError("name the proposed drug")
         return self.service.check_prescription(person, drug.strip(), self.now())

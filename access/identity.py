@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from access.policy import Action, Principal, RecordAccess, require
+from access.policy import Action, Principal, require
+from access.records import RecordAccess
 from graph import mpi as g
 from identity.model import DemographicRecord
 from mpi.service import Candidate, MasterIndex

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from access.policy import AccessDeniedError, Action, Principal, RecordAccess, Role, require
+from access.policy import AccessDeniedError, Action, Principal, Role, require
+from access.records import RecordAccess
 from graph import portal as q
 from graph.connection import Driver
 from graph.registry import publish
@@ -54,7 +55,9 @@ class PortalWriter:
         *,
         database: str | None = None,
         on_changes: Callable[[Changes], None] | None = None,
+        records: RecordAccess | None = None,
     ) -> None:
+        self._records = records
         self._driver = driver
         self._database = database
         self._on_changes = on_changes
@@ -66,13 +69,19 @@ class PortalWriter:
     ) -> PortalWriter:
         """The writer for the same request (principal, driver, database) as ``access``."""
         reader = access.reader
-        return cls(reader.driver, access.principal, database=reader.database, on_changes=on_changes)
+        return cls(
+            reader.driver,
+            access.principal,
+            database=reader.database,
+            on_changes=on_changes,
+            records=access,
+        )
 
     # -- the checks ------------------------------------------------------------------------
     def authorise(self, account_uid: str) -> q.PortalAccount:
         """The account, if this principal may write to it; raises otherwise."""
         require(self.principal, Action.WRITE_PORTAL)
-        if self.principal.role is Role.PATIENT and self.principal.subject != account_uid:
+        if self.principal.role is Role.PATIENT and self.principal.account != account_uid:
             raise AccessDeniedError(Action.WRITE_PORTAL)
         account = q.portal_account(self._driver, account_uid, database=self._database)
         if account is None:
@@ -179,6 +188,8 @@ class PortalWriter:
         publish(self._driver, changes, source=f"mutation:portal:{kind}", database=self._database)
         if self._on_changes is not None:
             self._on_changes(changes)
+        if self._records is not None:  # audited; written when the request ends
+            self._records.guard.note_write(account.person, f"portal:{kind}")
         uid = next(row.uid for row in batch.node_rows() if row.label is label)
         rows = q.facts_by_uid(self._driver, label, [uid], database=self._database)
         return PortalWrite(label, rows[0], changes)

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from access.policy import Action, Principal, RecordAccess, require
+from access.consent import VITAL_FACTS
+from access.policy import Action, Principal, require
+from access.records import RecordAccess
 from graph import readings as q
 from graph.connection import Driver
 from graph.reader import GraphReader
@@ -24,11 +26,17 @@ class ReadingAccess:
     """One principal's checked ingest and reads of reading series (one per request)."""
 
     def __init__(
-        self, reader: GraphReader, principal: Principal, *, on_changes: OnChanges | None = None
+        self,
+        reader: GraphReader,
+        principal: Principal,
+        *,
+        on_changes: OnChanges | None = None,
+        records: RecordAccess | None = None,
     ) -> None:
         self._reader = reader
         self.principal = principal
         self._on_changes = on_changes
+        self._records = records or RecordAccess(reader, principal)
 
     @classmethod
     def for_driver(
@@ -44,7 +52,7 @@ class ReadingAccess:
     @classmethod
     def of(cls, records: RecordAccess, *, on_changes: OnChanges | None = None) -> ReadingAccess:
         """Share a request's reader (and its round-trip count) with its record access."""
-        return cls(records.reader, records.principal, on_changes=on_changes)
+        return cls(records.reader, records.principal, on_changes=on_changes, records=records)
 
     def require_ingest(self) -> None:
         require(self.principal, Action.INGEST_READINGS)
@@ -63,7 +71,11 @@ class ReadingAccess:
     def series(self, person_uids: Sequence[str], metric: str | None = None) -> list[dict[str, Any]]:
         """Reading series over each person's records (``RECORD_OF``), one row per series."""
         require(self.principal, Action.READ_PATIENT)
-        rows = self._reader.read(q.SERIES_OF_PERSONS, {"uids": list(person_uids), "metric": metric})
+        guard = self._records.guard
+        readable = guard.permitted(person_uids, "readings", VITAL_FACTS)
+        if not readable:
+            return []
+        rows = self._reader.read(q.SERIES_OF_PERSONS, {"uids": sorted(readable), "metric": metric})
         return [dict(r) for r in rows]
 
     def trend(

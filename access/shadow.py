@@ -10,7 +10,9 @@ from datetime import datetime
 from typing import Any
 
 from access.changes import ChangeAccess, ChangeFeed
-from access.policy import Action, Principal, RecordAccess
+from access.consent import CONDITION_FACTS, LAB_FACTS, MEDICATION_FACTS, VITAL_FACTS
+from access.policy import Action, Principal
+from access.records import RecordAccess
 from graph import shadow as q
 from shadow import engine
 from shadow.metrics import METRICS
@@ -60,7 +62,7 @@ class ShadowAccess:
     # -- reads --------------------------------------------------------------------------------
 
     def vitals(self, person: str) -> list[engine.Vital]:
-        self._records.require(Action.READ_PATIENT)
+        self._records.require_person(person, "shadow.vitals", VITAL_FACTS)
         data = self.service.read([person], self.now()).get(person)
         return [] if data is None else engine.vitals(data)
 
@@ -69,7 +71,7 @@ class ShadowAccess:
     ) -> list[tuple[TrendSummary, list[Any]]]:
         """Per metric: the window's summary (slope, variability, the person's own baseline) and
         its points; metrics without any point in the window are left out."""
-        self._records.require(Action.READ_PATIENT)
+        self._records.require_person(person, "shadow.trends", VITAL_FACTS, LAB_FACTS)
         if window not in WINDOWS:
             raise UnknownMetricError(f"unknown window {window!r}; known: {', '.join(WINDOWS)}")
         unknown = [m for m in metrics if m not in METRICS]
@@ -98,12 +100,14 @@ class ShadowAccess:
         return out
 
     def scores(self, person: str) -> list[dict[str, Any]]:
-        self._records.require(Action.READ_PATIENT)
+        self._records.require_person(
+            person, "shadow.scores", VITAL_FACTS, LAB_FACTS, CONDITION_FACTS, MEDICATION_FACTS
+        )
         driver, database = self._driver()
         return q.person_scores(driver, person, database=database)
 
     def data_requests(self, person: str, status: str | None) -> list[dict[str, Any]]:
-        self._records.require(Action.READ_PATIENT)
+        self._records.require_person(person, "shadow.dataRequests", CONDITION_FACTS, LAB_FACTS)
         driver, database = self._driver()
         return q.person_requests(driver, person, status=status, database=database)
 
@@ -116,7 +120,7 @@ class ShadowAccess:
     def alerts(
         self, person: str, states: Sequence[str] | None, since: datetime | None = None
     ) -> list[dict[str, Any]]:
-        self._records.require(Action.READ_PATIENT)
+        self._records.require_person(person, "shadow.alerts", VITAL_FACTS, LAB_FACTS)
         driver, database = self._driver()
         return q.person_alerts(driver, person, states=states, since=since, database=database)
 

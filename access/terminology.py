@@ -12,8 +12,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from access.consent import fact_categories
+from access.guard import DEMOGRAPHICS, ConsentGuard
 from access.mapping import MappingAccess, Suggester
-from access.policy import Action, Principal, RecordAccess, Role, require
+from access.policy import Action, Principal, Role, require
+from access.records import RecordAccess
 from graph import terminology as q
 from graph.connection import Driver
 from graph.reader import GraphReader, lucene_query
@@ -99,10 +102,12 @@ class TerminologyAccess:
         principal: Principal,
         *,
         semantic: SemanticSearch | None = None,
+        guard: ConsentGuard | None = None,
     ) -> None:
         self._reader = reader
         self.principal = principal
         self.semantic = semantic
+        self._guard = guard or ConsentGuard(reader, principal)
 
     @classmethod
     def for_driver(
@@ -114,7 +119,7 @@ class TerminologyAccess:
     def of(
         cls, records: RecordAccess, *, semantic: SemanticSearch | None = None
     ) -> TerminologyAccess:
-        return cls(records.reader, records.principal, semantic=semantic)
+        return cls(records.reader, records.principal, semantic=semantic, guard=records.guard)
 
     def _read(self) -> None:
         require(self.principal, Action.READ_TERMINOLOGY)
@@ -247,9 +252,25 @@ class TerminologyAccess:
         require(self.principal, Action.SEARCH_PATIENTS)
         if not 1 <= first <= MAX_PAGE:
             raise ValueError(f"first must be between 1 and {MAX_PAGE}")
-        return q.patients_with_code(
+        rows = q.patients_with_code(
             self._reader, system_url(system), code, include_descendants, first
         )
+        # finding a person by a code says they have it: the consent must cover that fact
+        guard = self._guard
+        decisions = guard.decisions([r["uid"] for r in rows])
+        out = []
+        for row in rows:
+            hits = row.pop("hits")
+            decision = decisions[row["uid"]]
+            ok = guard.allows(decision, DEMOGRAPHICS) and any(
+                guard.allows(decision, fact_categories(h["labels"], {}, [h["code"]])) for h in hits
+            )
+            guard.audit_note(
+                row["uid"], "read", "allowed" if ok else "denied", what="patientsWithCode"
+            )
+            if ok:
+                out.append(row)
+        return out
 
     def load(
         self,

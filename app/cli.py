@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from app.auth_cli import auth_app
 from app.drugs_cli import drugs_app
 from app.progress import progress_bar
 from app.settings import Settings
@@ -52,6 +53,7 @@ app.add_typer(mapping_app, name="mapping")
 shadow_app = typer.Typer(no_args_is_help=True, help="The patients' digital shadow")
 app.add_typer(shadow_app, name="shadow")
 app.add_typer(drugs_app, name="drugs")
+app.add_typer(auth_app, name="auth")
 
 console = Console(stderr=True)
 EXIT_PARTIAL = 3  # loaded, but some resources were quarantined or references dangled

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from access.policy import AccessDeniedError, Principal, Role
+from access.policy import AccessDeniedError, Role
 from access.readings import OnChanges, ReadingAccess
 from app.readings import ReadingBatcher
 from app.settings import Settings
@@ -67,9 +67,9 @@ def ingest_endpoint(
         token = _bearer(request)
         if token is None:
             return _problem(401, "bearer token required")
-        principal = Principal.from_token(token, settings.api.tokens, settings.api.anonymous_role)
+        principal = request.app.state.auth.principal(token)
         if principal.role is Role.NONE:
-            return _problem(401, "unknown token")
+            return _problem(401, principal.error or "unknown token")
         notifier = getattr(request.app.state, "notifier", None)
 
         def changed(changes: dict[str, set[str]]) -> None:

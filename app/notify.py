@@ -38,7 +38,8 @@ from typing import Any, TypeVar
 import httpx2
 import orjson
 
-from access.changes import SubscriberOverflowError
+from access.changes import SubscriberOverflowError, webhook_allows
+from access.consent import Model
 from app.settings import NotifySettings
 from graph import outbox
 from graph.connection import Driver
@@ -154,10 +155,12 @@ class Notifier:
         *,
         database: str | None = None,
         rng: random.Random | None = None,
+        consent_model: Model = Model.OPT_OUT,
     ) -> None:
         self.driver = driver
         self.settings = settings
         self.database = database
+        self.consent_model = consent_model
         self.broker = ChangeBroker(settings.subscriber_queue)
         #: Names this dispatcher in webhook leases (one sender per webhook across processes).
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -360,6 +363,11 @@ class Notifier:
                 if time.monotonic() >= self._leases.get(hook.uid, 0.0):
                     renew = True
                     break
+                if not await self._db(
+                    webhook_allows, hook, delivery.event, model=self.consent_model
+                ):
+                    await self._db(outbox.mark_withheld, delivery.uid)  # consent: not sent
+                    continue
                 if not await self.send(client, hook, delivery):
                     return
             if not renew and len(rows) < self.settings.batch_size:

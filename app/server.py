@@ -15,7 +15,10 @@ from starlette.staticfiles import StaticFiles
 from strawberry.asgi import GraphQL
 from strawberry.types.unset import UnsetType
 
+from access.consent import Model
 from access.policy import Principal
+from access.tokens import Authenticator
+from app.auth import auth_routes, authenticator
 from app.ingest import ingest_endpoint
 from app.mapping import mapping_engine
 from app.notify import Notifier
@@ -33,34 +36,43 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
 
 
 class MedshadowGraphQL(GraphQL[Context, None]):
-    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+    def __init__(self, settings: Settings, auth: Authenticator, **kwargs: Any) -> None:
         api = settings.api
         schema = build_schema(
             max_depth=api.max_depth,
             max_tokens=api.max_tokens,
             max_aliases=api.max_aliases,
+            max_cost=api.max_cost,
             production=api.production,
         )
         super().__init__(schema, graphql_ide=None if api.production else "graphiql", **kwargs)
         self.settings = settings
+        self.auth = auth
 
     async def get_context(self, request: HTTPConnection, response: Any = None) -> Context:
-        driver: Driver = request.app.state.driver
-        principal = Principal.from_token(
-            _bearer(request.headers.get("authorization", "")),
-            self.settings.api.tokens,
-            self.settings.api.anonymous_role,
+        state = request.app.state
+        principal = self.auth.principal(_bearer(request.headers.get("authorization", "")))
+        return self._context(
+            state.driver,
+            principal,
+            feed=getattr(state, "notifier", None),
+            semantic=getattr(state, "semantic", None),
+            mapper=getattr(state, "mapper", None),
+            shadow=getattr(state, "shadow", None),
+            drugs=getattr(state, "drugs", None),
         )
+
+    def _context(self, driver: Driver, principal: Principal, **services: Any) -> Context:
+        settings = self.settings
         return Context.for_principal(
             driver,
             principal,
-            database=self.settings.neo4j.database,
-            feed=getattr(request.app.state, "notifier", None),
-            semantic=getattr(request.app.state, "semantic", None),
-            mapper=getattr(request.app.state, "mapper", None),
-            shadow=getattr(request.app.state, "shadow", None),
-            shadow_clock=self.settings.shadow.clock_epoch,
-            drugs=getattr(request.app.state, "drugs", None),
+            database=settings.neo4j.database,
+            shadow_clock=settings.shadow.clock_epoch,
+            consent_model=settings.auth.consent_model,
+            audit=settings.auth.audit,
+            break_glass_minutes=settings.auth.break_glass_minutes,
+            **services,
         )
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
@@ -69,19 +81,13 @@ class MedshadowGraphQL(GraphQL[Context, None]):
         params = {str(k).lower(): v for k, v in (context.connection_params or {}).items()}
         value = params.get("authorization")
         if isinstance(value, str):
-            reader = context.access.reader
-            principal = Principal.from_token(
-                _bearer(value), self.settings.api.tokens, self.settings.api.anonymous_role
-            )
-            fresh = Context.for_principal(
-                reader.driver,
-                principal,
-                database=reader.database,
+            fresh = self._context(
+                context.access.reader.driver,
+                self.auth.principal(_bearer(value)),
                 feed=context.feed,
                 semantic=context.semantic,
                 mapper=context.mapper,
                 shadow=context.shadow,
-                shadow_clock=context.shadow_clock,
                 drugs=context.drugs,
             )
             context.access, context.loaders = fresh.access, fresh.loaders
@@ -110,7 +116,12 @@ def create_app(settings: Settings, *, driver: Driver | None = None) -> Starlette
         ensure_schema(app.state.driver, database=settings.neo4j.database)
         notifier = None
         if settings.notify.enabled:
-            notifier = Notifier(app.state.driver, settings.notify, database=settings.neo4j.database)
+            notifier = Notifier(
+                app.state.driver,
+                settings.notify,
+                database=settings.neo4j.database,
+                consent_model=Model(settings.auth.consent_model),
+            )
             await notifier.start()
         app.state.notifier = notifier
         app.state.shadow = ShadowService(app.state.driver, database=settings.neo4j.database)
@@ -146,8 +157,10 @@ def create_app(settings: Settings, *, driver: Driver | None = None) -> Starlette
     async def index(request: Request) -> Response:
         return RedirectResponse("/ui/")
 
-    graphql = MedshadowGraphQL(settings)
+    auth = authenticator(settings)  # refuses insecure production settings before serving
+    graphql = MedshadowGraphQL(settings, auth)
     routes = [
+        *auth_routes(settings),
         Route("/", index),
         Route("/health", health),
         Route("/graphql", graphql, methods=["GET", "POST"]),
@@ -155,4 +168,6 @@ def create_app(settings: Settings, *, driver: Driver | None = None) -> Starlette
         Route("/ingest/readings", ingest_endpoint(settings), methods=["POST"]),
         Mount("/ui", StaticFiles(directory=WEB_DIR, html=True), name="ui"),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.auth = auth
+    return app

@@ -37,14 +37,55 @@ class Neo4jSettings(BaseModel):
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
-    # Bearer token -> role. Consent and real identity arrive with the access issue; until then a
-    # request without a token acts as ``anonymous_role``.
+    # Static bearer tokens for development and machine clients (device gateways, integration
+    # engines): token -> "role[:subject][@organisation]". Refused in production mode, where every
+    # principal presents a signed JWT (``auth``). A request without a token acts as
+    # ``anonymous_role`` (production: always "none").
     tokens: dict[str, str] = Field(default_factory=dict)
     anonymous_role: Literal["clinician", "none"] = "clinician"
     max_depth: int = 10
     max_tokens: int = 2000
     max_aliases: int = 15
+    #: Estimated objects a query may reach (resolvers/cost.py): lists multiply what they hold.
+    max_cost: int = 50_000
     production: bool = False
+
+
+class AuthSettings(BaseModel):
+    """Bearer tokens and consent (``MEDSHADOW_AUTH__*``).
+
+    The built-in issuer signs ES256 JWTs with a key kept in ``<data_dir>/auth`` (created on
+    first use, readable by its owner only); its public key is served at
+    ``/.well-known/jwks.json``. For production, name the organisation's OpenID Connect issuer
+    and its JWKS URL: tokens of that issuer are verified against its published keys and mapped
+    to principals through the claims named below.
+    """
+
+    issuer: str = "medshadow"
+    audience: str = "medshadow"
+    #: Lifetime of tokens the built-in issuer signs (users, apps).
+    token_ttl_s: int = Field(default=3600, gt=0)
+    app_token_ttl_s: int = Field(default=3600, gt=0)
+    auth_code_ttl_s: int = Field(default=120, gt=0)
+    leeway_s: int = Field(default=30, ge=0)
+    #: An external OpenID Connect issuer (its ``iss``) and the URL of its JSON Web Key Set.
+    oidc_issuer: str | None = None
+    oidc_jwks_url: str | None = None
+    oidc_audience: str | None = None
+    oidc_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+    #: Claims of external tokens: role, organisation (a domain uid), the patient's person uid.
+    role_claim: str = "medshadow_role"
+    organisation_claim: str = "medshadow_org"
+    patient_claim: str = "patient"
+    #: ``opt-out``: a practitioner may read for treatment unless the patient restricted it (every
+    #: access logged and shown to the patient); ``opt-in``: only with a care relationship (the
+    #: practitioner's organisation holds a record of the patient) or an explicit grant.
+    consent_model: Literal["opt-out", "opt-in"] = "opt-out"
+    break_glass_minutes: int = Field(default=60, gt=0, le=24 * 60)
+    #: The UI's "sign in as" for the embedded demo (never in production).
+    dev_login: bool = True
+    #: Record every read and write of personal data (``AuditEvent``).
+    audit: bool = True
 
 
 class LoadSettings(BaseModel):
@@ -153,3 +194,4 @@ class Settings(BaseSettings):
     notify: NotifySettings = Field(default_factory=NotifySettings)
     mapping: MappingSettings = Field(default_factory=MappingSettings)
     shadow: ShadowSettings = Field(default_factory=ShadowSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)

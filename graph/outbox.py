@@ -46,7 +46,8 @@ FEED_UID = "outbox"
 PENDING = "pending"  # not tried yet
 FAILED = "failed"  # tried, will be retried at nextAttemptAt
 DELIVERED = "delivered"  # the receiver answered 2xx; never sent again
-DELIVERY_STATUSES = (PENDING, FAILED, DELIVERED)
+WITHHELD = "withheld"  # the person's consent does not cover the webhook's organisation
+DELIVERY_STATUSES = (PENDING, FAILED, DELIVERED, WITHHELD)
 OPEN_STATUSES = (PENDING, FAILED)
 
 #: How many attempt lines a delivery keeps in ``history`` (the newest).
@@ -317,6 +318,13 @@ SET dl.status = $delivered, dl.attempts = dl.attempts + 1, dl.deliveredAt = $now
     dl.lastStatusCode = $code, dl.nextAttemptAt = null,
     dl.history = (coalesce(dl.history, []) + $entry)[-$kept..]
 RETURN dl.attempts AS attempts
+"""
+
+MARK_WITHHELD = f"""
+MATCH (dl:`{_D}` {{uid: $uid}}) WHERE dl.status IN $open
+SET dl.status = $withheld, dl.nextAttemptAt = null,
+    dl.history = (coalesce(dl.history, []) + $entry)[-$kept..]
+RETURN dl.uid AS uid
 """
 
 MARK_FAILED = f"""
@@ -615,6 +623,23 @@ def mark_delivered(
         now=at,
         entry=f"{at.isoformat()} {status_code}",
         delivered=DELIVERED,
+        kept=HISTORY_KEPT,
+        database_=database,
+    )
+    return bool(records)
+
+
+def mark_withheld(
+    driver: neo4j.Driver, uid: str, *, now: datetime | None = None, database: str | None = None
+) -> bool:
+    """Close an open delivery unsent: the person's consent does not cover its receiver."""
+    at = now or _now()
+    records, _, _ = driver.execute_query(
+        MARK_WITHHELD,
+        uid=uid,
+        open=list(OPEN_STATUSES),
+        withheld=WITHHELD,
+        entry=f"{at.isoformat()} withheld by consent",
         kept=HISTORY_KEPT,
         database_=database,
     )

@@ -12,7 +12,7 @@ from ontology.model import FACT_LABELS, DomainKind, Label
 
 PORTAL_ACCOUNT = """
 MATCH (r:Patient {uid: $uid})-[:IN_DOMAIN]->(d:Domain {kind: $kind})
-RETURN r.recordId AS recordId, d.uid AS domain
+RETURN r.recordId AS recordId, d.uid AS domain, [(r)-[:RECORD_OF]->(p:Person) | p.uid][0] AS person
 """
 
 # Same row shape as graph.reader's fact queries, so resolvers build the same GraphQL types.
@@ -30,6 +30,7 @@ class PortalAccount:
     uid: str
     record_id: str
     domain: str
+    person: str | None = None  # the master person the account is linked to
 
 
 def portal_account(
@@ -44,7 +45,8 @@ def portal_account(
     )
     if not records:
         return None
-    return PortalAccount(uid, str(records[0]["recordId"]), str(records[0]["domain"]))
+    row = records[0]
+    return PortalAccount(uid, str(row["recordId"]), str(row["domain"]), row["person"])
 
 
 def facts_by_uid_query(label: Label) -> str:

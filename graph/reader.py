@@ -62,22 +62,31 @@ MATCH (p:Person {{uid: uid}})
 RETURN p {{ {PERSON_FIELDS} }} AS person
 """
 
+# A patient list narrowed by consent (access/guard.py ``listing``): ``$only`` (uids, or null),
+# ``$careOrg`` (persons with a record in that domain are in too) and ``$hidden`` (never listed).
+_VISIBLE = """($only IS NULL AND $careOrg IS NULL OR p.uid IN coalesce($only, [])
+    OR ($careOrg IS NOT NULL AND EXISTS {
+        (p)<-[:RECORD_OF]-(:Patient)-[:IN_DOMAIN]->(:Domain {uid: $careOrg}) }))
+  AND NOT p.uid IN $hidden"""
+
 PERSONS_PAGE = f"""
-MATCH (p:Person)
+MATCH (p:Person) WHERE {_VISIBLE}
 RETURN p {{ {PERSON_FIELDS} }} AS person
 ORDER BY p.name, p.uid SKIP $skip LIMIT $limit
 """
 
 PERSONS_SEARCH = f"""
 CALL db.index.fulltext.queryNodes('person_search', $lucene) YIELD node AS p, score
+WITH p, score WHERE {_VISIBLE}
 RETURN p {{ {PERSON_FIELDS} }} AS person
 ORDER BY score DESC, p.name, p.uid SKIP $skip LIMIT $limit
 """
 
-PERSONS_COUNT = "MATCH (p:Person) RETURN count(p) AS n"
-PERSONS_SEARCH_COUNT = (
-    "CALL db.index.fulltext.queryNodes('person_search', $lucene) YIELD node RETURN count(node) AS n"
-)
+PERSONS_COUNT = f"MATCH (p:Person) WHERE {_VISIBLE} RETURN count(p) AS n"
+PERSONS_SEARCH_COUNT = f"""
+CALL db.index.fulltext.queryNodes('person_search', $lucene) YIELD node AS p
+WITH p WHERE {_VISIBLE} RETURN count(p) AS n
+"""
 
 # Per record: its domain, how it is linked, and the operational data store's registry — each
 # kind of fact it holds with count and newest date, and when each kind was last written.

@@ -37,6 +37,10 @@ def schema_statements() -> list[str]:
         "CREATE INDEX interaction_statement_pair IF NOT EXISTS "
         "FOR (n:InteractionStatement) ON (n.pairKey)",
         "CREATE INDEX change_event_seq IF NOT EXISTS FOR (n:ChangeEvent) ON (n.seq)",
+        "CREATE INDEX audit_event_seq IF NOT EXISTS FOR (n:AuditEvent) ON (n.seq)",
+        "CREATE INDEX audit_event_person IF NOT EXISTS FOR (n:AuditEvent) ON (n.person, n.seq)",
+        "CREATE INDEX consent_person IF NOT EXISTS FOR (n:Consent) ON (n.person)",
+        "CREATE INDEX consent_status_kind IF NOT EXISTS FOR (n:Consent) ON (n.status, n.kind)",
         "CREATE INDEX change_event_unlinked IF NOT EXISTS FOR (n:ChangeEvent) ON (n.unlinked)",
         "CREATE INDEX webhook_delivery_status IF NOT EXISTS FOR (n:WebhookDelivery) ON (n.status)",
         "CREATE INDEX webhook_delivery_queue IF NOT EXISTS "

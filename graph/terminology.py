@@ -328,10 +328,10 @@ PATIENTS_WITH_CODE = f"""
 MATCH (root:{CONCEPT} {{uid: $uid}})
 MATCH (root)<-[:{IS_A}*0..]-(c:{CONCEPT})
 WHERE $descendants OR c = root
-MATCH (c)<-[:{RelType.CODED_AS.value}]-(:{_FACTS})
+MATCH (c)<-[:{RelType.CODED_AS.value}]-(f:{_FACTS})
       -[:{RelType.ABOUT.value}]->(:{Label.PATIENT.value})-[:{RelType.RECORD_OF.value}]->(p:{Label.PERSON.value})
-WITH DISTINCT p
-RETURN p {{ {PERSON_FIELDS} }} AS person
+WITH p, collect(DISTINCT {{labels: labels(f), code: c {{ .system, .code, .display }}}}) AS hits
+RETURN p {{ {PERSON_FIELDS} }} AS person, hits
 ORDER BY p.name, p.uid LIMIT $limit
 """
 
@@ -439,4 +439,5 @@ def patients_with_code(
         PATIENTS_WITH_CODE,
         {"uid": concept_uid(system, code), "descendants": include_descendants, "limit": limit},
     )
-    return [dict(r["person"]) for r in rows]
+    # with the facts that matched: finding a person by a code tells they have it (consent)
+    return [dict(r["person"]) | {"hits": list(r["hits"])} for r in rows]

@@ -55,6 +55,10 @@ class Label(StrEnum):
     CONCEPT_MAP = "ConceptMap"  # a published, versioned set of approved mappings
     DRUG_INTERACTION = "DrugInteraction"  # a curated interaction of a knowledge base (drugs/)
     INTERACTION_STATEMENT = "InteractionStatement"  # an interaction sentence mined from text
+    APP = "App"  # a registered third-party app (open API)
+    AUTH_CODE = "AuthCode"  # a one-time OAuth authorisation code
+    AUDIT_EVENT = "AuditEvent"  # one access to personal data (append-only, hash-chained)
+    AUDIT_HEAD = "AuditHead"  # the audit chain's head
 
     @property
     def iri(self) -> str:
@@ -91,6 +95,7 @@ class RelType(StrEnum):
     FOR_PERSON = "FOR_PERSON"  # shadow artifact (care gap, alert, ...) -> the Person it concerns
     INTERACTANT = "INTERACTANT"  # DrugInteraction -> substance or class Concept it names
     HAS_INGREDIENT = "HAS_INGREDIENT"  # medication Concept -> substance Concept it contains
+    HAS_CONSENT = "HAS_CONSENT"  # Person -> Consent they gave
 
     @property
     def iri(self) -> str:

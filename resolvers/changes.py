@@ -25,6 +25,7 @@ class DeliveryStatus(Enum):
     PENDING = "pending"
     FAILED = "failed"
     DELIVERED = "delivered"
+    WITHHELD = "withheld"
 
 
 @strawberry.type(description="A person's data changed in a domain (one load or mutation).")
@@ -186,14 +187,17 @@ class ChangeSubscription:
         domain: strawberry.ID | None = None,
         after: str | None = None,
     ) -> AsyncGenerator[ChangeEvent, None]:
-        stream = _changes(info).subscribe(
+        feed = _changes(info)
+        stream = feed.subscribe(
             person=str(person_id) if person_id else None,
             domain=str(domain) if domain else None,
             after=_cursor(after),
         )
         async with aclosing(stream):  # unsubscribes at once when the client completes
             async for row in stream:
-                yield ChangeEvent.from_row(row)
+                visible = await in_thread(feed.visible, row)  # consent, per event
+                if visible is not None:
+                    yield ChangeEvent.from_row(visible)
 
 
 QUERIES: tuple[type, ...] = (ChangeQuery,)

@@ -11,8 +11,10 @@ import strawberry
 from strawberry.dataloader import DataLoader
 
 from access.changes import ChangeFeed
+from access.consent import Model
 from access.mapping import Suggester
-from access.policy import Principal, RecordAccess
+from access.policy import Principal
+from access.records import RecordAccess
 from access.terminology import SemanticSearch
 from drugs.service import DrugSafety
 from graph.connection import Driver
@@ -47,8 +49,10 @@ class Loaders:
         return loader
 
     def persons(self) -> DataLoader[str, Any]:
+        """Per uid the person; a denied uid's ``load`` raises the (existence-blind) denial."""
+
         def fetch(uids: list[str]) -> list[Any]:
-            found = {p["uid"]: p for p in self.access.persons(uids)}
+            found = self.access.persons(uids)
             return [found.get(uid) for uid in uids]
 
         return self._loader("persons", fetch)
@@ -92,6 +96,8 @@ class Context:
     shadow_clock: int | None = None
     #: Drug safety: interaction knowledge, medication reviews (clock: the shadow's).
     drugs: DrugSafety | None = None
+    #: How long a break-glass access lasts (settings ``auth.break_glass_minutes``).
+    break_glass_minutes: int = 60
 
     @classmethod
     def for_principal(
@@ -106,9 +112,21 @@ class Context:
         shadow: ShadowService | None = None,
         shadow_clock: int | None = None,
         drugs: DrugSafety | None = None,
+        consent_model: str = "opt-out",
+        audit: bool = True,
+        enforce: bool = True,
+        break_glass_minutes: int = 60,
     ) -> Context:
-        """A fresh request context: its own round-trip counter and DataLoader caches."""
-        access = RecordAccess.for_driver(driver, principal, database=database)
+        """A fresh request context: its own round-trip counter, DataLoader caches, consent
+        decisions and audit trail (``enforce=False`` only for the overhead benchmark)."""
+        access = RecordAccess.for_driver(
+            driver,
+            principal,
+            database=database,
+            model=Model(consent_model),
+            audit=audit,
+            enforce=enforce,
+        )
         return cls(
             access=access,
             loaders=Loaders(access),
@@ -118,6 +136,7 @@ class Context:
             shadow=shadow,
             shadow_clock=shadow_clock,
             drugs=drugs,
+            break_glass_minutes=break_glass_minutes,
         )
 
 

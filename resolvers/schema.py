@@ -6,12 +6,13 @@ Each concern keeps its operations in its own module (``resolvers/mpi.py``, ...) 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     DisableIntrospection,
     MaskErrors,
     MaxAliasesLimiter,
@@ -23,8 +24,19 @@ from strawberry.tools import merge_types
 
 from access.changes import ChangeFeedError
 from access.policy import AccessDeniedError
-from resolvers import changes, drugs, mapping, mpi, portal, readings, shadow, terminology
-from resolvers.context import Info, in_thread
+from resolvers import (
+    changes,
+    consent,
+    drugs,
+    mapping,
+    mpi,
+    portal,
+    readings,
+    shadow,
+    terminology,
+)
+from resolvers.context import Context, Info, in_thread
+from resolvers.cost import cost_limit_rule
 from resolvers.types import (
     AccessDenied,
     Connection,
@@ -52,16 +64,25 @@ def _should_mask(error: GraphQLError) -> bool:
 
 @strawberry.type
 class PatientQuery:
-    @strawberry.field(description="One patient's virtual EHR by person id.")
+    @strawberry.field(
+        description="One patient's virtual EHR by person id. Without a consent covering you "
+        "the answer is AccessDenied, the same whether or not the patient exists."
+    )
     async def patient(self, info: Info, id: strawberry.ID) -> PatientResult:
+        denied: AccessDeniedError | None = None
         try:
             row = await load_person(info, str(id))
         except AccessDeniedError as e:
-            return AccessDenied(message=str(e))
+            denied, row = e, None
         if row is None:
-            merged = await in_thread(info.context.access.merged_into, str(id))
+            try:
+                merged = await in_thread(info.context.access.merged_into, str(id))
+            except AccessDeniedError as e:
+                return AccessDenied(message=str(e))
             if merged is not None:
                 return PatientMerged(id=id, merged_into=strawberry.ID(merged))
+            if denied is not None:
+                return AccessDenied(message=str(denied))
             return PatientNotFound(id=id)
         return Patient.from_row(row)
 
@@ -101,6 +122,7 @@ QUERIES: tuple[type, ...] = (
     *mapping.QUERIES,
     *shadow.QUERIES,
     *drugs.QUERIES,
+    *consent.QUERIES,
 )
 MUTATIONS: tuple[type, ...] = (
     mpi.IdentityMutation,
@@ -110,19 +132,39 @@ MUTATIONS: tuple[type, ...] = (
     *terminology.MUTATIONS,
     *mapping.MUTATIONS,
     *shadow.MUTATIONS,
+    *consent.MUTATIONS,
 )
 SUBSCRIPTIONS: tuple[type, ...] = (*changes.SUBSCRIPTIONS, *shadow.SUBSCRIPTIONS)
 
 
+class AuditFlush(SchemaExtension):
+    """Write the operation's audit events once it has run (one transaction per request)."""
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            context = self.execution_context.context
+            if isinstance(context, Context):
+                await in_thread(context.access.flush_audit)
+
+
 def build_schema(
-    *, max_depth: int = 10, max_tokens: int = 2000, max_aliases: int = 15, production: bool = False
+    *,
+    max_depth: int = 10,
+    max_tokens: int = 2000,
+    max_aliases: int = 15,
+    max_cost: int = 50_000,
+    production: bool = False,
 ) -> strawberry.Schema:
     # Factories, so every request gets fresh extension instances.
     extensions: list[Callable[[], SchemaExtension] | type[SchemaExtension]] = [
         lambda: QueryDepthLimiter(max_depth=max_depth),
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
         lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
+        lambda: AddValidationRules([cost_limit_rule(max_cost)]),
         lambda: MaskErrors(should_mask_error=_should_mask),
+        AuditFlush,
     ]
     if production:
         extensions.append(DisableIntrospection)

@@ -14,6 +14,7 @@ from typing import Any
 import strawberry
 
 from access.changes import ChangeAccess
+from access.policy import AccessDeniedError
 from access.shadow import ShadowAccess
 from resolvers.context import Info, in_thread
 from shadow.metrics import METRICS
@@ -527,7 +528,8 @@ class ShadowSubscription:
         if min_severity not in SEVERITIES:
             raise ValueError(f"minSeverity must be one of {', '.join(SEVERITIES)}")
         shadow = _shadow(info)
-        stream = ChangeAccess.for_access(info.context.access, feed=info.context.feed).subscribe(
+        feed = ChangeAccess.for_access(info.context.access, feed=info.context.feed)
+        stream = feed.subscribe(
             person=str(person_id) if person_id else None, domain=None, after=None
         )
         floor = SEVERITIES.index(min_severity)
@@ -536,8 +538,16 @@ class ShadowSubscription:
             async for event in stream:
                 if ALERT_KIND not in event.kinds or event.person_uid is None:
                     continue
+                visible = await in_thread(feed.visible, event)  # consent, per event
+                if visible is None or ALERT_KIND not in visible.kinds:
+                    continue
                 since = event.at - timedelta(seconds=5)
-                rows = await in_thread(shadow.alerts, event.person_uid, None, since)
+                try:
+                    rows = await in_thread(shadow.alerts, event.person_uid, None, since)
+                except AccessDeniedError:
+                    continue
+                finally:
+                    await in_thread(info.context.access.flush_audit)
                 for row in sorted(rows, key=lambda r: str(r.get("updatedAt"))):
                     key = (row["uid"], row["severity"], row["state"])
                     if key in seen or SEVERITIES.index(row["severity"]) < floor:

@@ -13,9 +13,10 @@ import strawberry
 
 from graph.reader import ALL_FACTS, FactFilter
 from ontology.model import Label
-from resolvers.context import Info
+from resolvers.context import Info, in_thread
 
 if TYPE_CHECKING:
+    from resolvers.consent import AccessEvent
     from resolvers.drugs import MedicationReview
     from resolvers.readings import DeviceReading, ReadingSeries, TrendPoint
     from resolvers.shadow import PatientShadow
@@ -471,6 +472,25 @@ class Patient:
         from resolvers.drugs import medication_review
 
         return await medication_review(info, str(self.id))
+
+    @strawberry.field(
+        description="Who read or changed this patient's data, newest first: the patient "
+        "themself or a data steward."
+    )
+    async def access_log(
+        self, info: Info, first: int = 50, before: int | None = None
+    ) -> list[Annotated[AccessEvent, strawberry.lazy("resolvers.consent")]]:
+        from resolvers.consent import access_log
+
+        return await access_log(info, str(self.id), first, before)
+
+    @strawberry.field(
+        description="Categories the patient's consent may withhold from you (shown whether or "
+        "not such data exists); empty when nothing is restricted."
+    )
+    async def withheld_categories(self, info: Info) -> list[str]:
+        decision = await in_thread(info.context.access.guard.decision, str(self.id))
+        return sorted(c.value for c in decision.restricted)
 
     @strawberry.field(description="Which domains hold data on this patient, with their records.")
     async def domains(self, info: Info) -> list[PatientDomain]:

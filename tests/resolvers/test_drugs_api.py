@@ -130,7 +130,8 @@ def test_integrator_gets_no_medication_review(client: TestClient, med_world: Med
         (CHECK, {"drugs": []}, "give at least one drug"),
         (CHECK, {"drugs": [f"drug{i}" for i in range(51)]}, "at most 50 drugs"),
         (WHAT_IF, {"drug": "zzq-unknown"}, "no drug matches 'zzq-unknown'"),
-        (WHAT_IF, {"drug": "warfarin", "id": "person:nobody"}, "no person"),
+        # an unknown person is denied like a person without consent (existence not told)
+        (WHAT_IF, {"drug": "warfarin", "id": "person:nobody"}, "or there is no such patient"),
     ],
 )
 def test_bad_requests_are_named(

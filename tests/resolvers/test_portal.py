@@ -133,7 +133,9 @@ def _facts_of(driver: neo4j.Driver, record: str) -> int:
 def test_principal_from_token_carries_the_patient_account() -> None:
     tokens = {"t1": "patient:portal:phr/Patient/a-1", "t2": "clinician"}
     patient = Principal.from_token("t1", tokens, "none")
-    assert patient == Principal("portal:phr/Patient/a-1", Role.PATIENT)
+    assert patient == Principal(
+        "portal:phr/Patient/a-1", Role.PATIENT, account="portal:phr/Patient/a-1"
+    )
     assert Principal.from_token("t2", tokens, "none") == Principal(
         "token:clinician", Role.CLINICIAN
     )
@@ -278,7 +280,9 @@ def test_writer_reports_changes_for_the_change_feed(
     driver: neo4j.Driver, accounts: Accounts
 ) -> None:
     seen: list[dict[str, set[str]]] = []
-    writer = PortalWriter(driver, Principal(accounts.a, Role.PATIENT), on_changes=seen.append)
+    writer = PortalWriter(
+        driver, Principal(accounts.a, Role.PATIENT, account=accounts.a), on_changes=seen.append
+    )
     done = writer.record_measurement(accounts.a, metric="heart-rate", value=72)
     assert done.changes == {accounts.a: {"Observation"}}
     assert seen == [done.changes]

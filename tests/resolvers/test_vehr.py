@@ -110,8 +110,9 @@ def test_round_trips_do_not_grow_with_record_size(driver: neo4j.Driver) -> None:
         counts[fewest] = (context.access.round_trips, facts)
     small, large = counts[True], counts[False]
     assert large[1] > small[1]  # the second record really is bigger
-    # person + records (shared by domains and identifiers) + 7 fact lists + observations + timeline
-    assert small[0] == large[0] == 11
+    # consent decision + person + records (shared by domains and identifiers) + 7 fact lists
+    # + observations + timeline
+    assert small[0] == large[0] == 12
 
 
 def test_observations_filter_and_keyset_pagination(
@@ -152,8 +153,9 @@ def test_search_by_family_name(client: TestClient, driver: neo4j.Driver) -> None
 
 def test_not_found_and_access_denied_are_typed_results(client: TestClient) -> None:
     q = 'query { patient(id: "nid:000-00-0000") { __typename ... on PatientNotFound { message } ... on AccessDenied { message } } }'
-    assert gql(client, q)["data"]["patient"]["__typename"] == "PatientNotFound"
-    assert gql(client, q, token="s3cret")["data"]["patient"]["__typename"] == "PatientNotFound"
+    # an id no person has is answered like a person one may not see: existence is not told
+    assert gql(client, q)["data"]["patient"]["__typename"] == "AccessDenied"
+    assert gql(client, q, token="s3cret")["data"]["patient"]["__typename"] == "AccessDenied"
     denied = gql(client, q, token="nope")["data"]["patient"]
     assert denied["__typename"] == "AccessDenied"
     unknown = gql(client, q, token="forged")["data"]["patient"]
@@ -173,6 +175,11 @@ def test_limits_reject_abusive_queries(client: TestClient) -> None:
     assert "errors" in body
     body = gql(client, "{ patients(first: 1000) { totalCount } }")
     assert "between 1 and 100" in body["errors"][0]["message"]
+    # shallow, short, few aliases, but 100 patients x 500 observations: refused before it runs
+    wide = "{ patients(first: 100) { edges { node { observations(first: 500) { edges { node { id } } } } } } }"
+    body = gql(client, wide)
+    assert body["data"] is None
+    assert "query cost 21004101 exceeds the limit of 50000" in body["errors"][0]["message"]
 
 
 def test_health(client: TestClient) -> None:
