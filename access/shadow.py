@@ -135,14 +135,24 @@ class ShadowAccess:
         """Acknowledge or resolve an alert; the trail records who and why."""
         self._records.require(Action.MANAGE_ALERTS)
         driver, database = self._driver()
+        current = q.alert_by_uid(driver, uid, database=database)
+        if current is None:
+            raise AlertStateError(f"no alert {uid!r}")
+        # the alert is the person's data: their consent must cover its reader
+        self._records.require_person(
+            str(current["person"]),
+            "shadow.alert",
+            VITAL_FACTS,
+            LAB_FACTS,
+            action=Action.MANAGE_ALERTS,
+        )
         row = q.set_alert_state(
             driver, uid, to=to, actor=self.principal.subject, note=note, database=database
         )
         if row is None:
-            current = q.alert_by_uid(driver, uid, database=database)
-            if current is None:
-                raise AlertStateError(f"no alert {uid!r}")
+            current = q.alert_by_uid(driver, uid, database=database) or current
             raise AlertStateError(f"alert {uid!r} is {current['state']}: cannot become {to}")
+        self._records.guard.note_write(str(current["person"]), f"alert:{to}")
         if row.get("record"):  # every screen showing the alert hears of the new state
             ChangeAccess.for_access(self._records, feed=self._feed).emit(
                 {row["record"]: {ALERT_KIND}}, source=f"shadow:alert:{to}"

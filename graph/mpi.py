@@ -87,10 +87,18 @@ MATCH (p:Person {uid: row.uid})
 SET p += row.props
 """
 
-# A Person whose every record moved to another (a merge) or left (an unlink) is gone.
+# A Person whose every record moved to another (a merge) or left (an unlink) is gone; on a
+# merge its consents (grants, restrictions, app approvals) move to the person it merged into,
+# so a restriction is never lost to a merge.
 DELETE_EMPTY_PERSONS = """
-UNWIND $uids AS uid
-MATCH (p:Person {uid: uid}) WHERE NOT (p)<-[:RECORD_OF]-()
+UNWIND $rows AS row
+MATCH (p:Person {uid: row.uid}) WHERE NOT (p)<-[:RECORD_OF]-()
+OPTIONAL MATCH (t:Person {uid: row.into})
+CALL (p, t) {
+  MATCH (p)-[:HAS_CONSENT]->(c:Consent) WHERE t IS NOT NULL
+  MERGE (t)-[:HAS_CONSENT]->(c)
+  SET c.person = t.uid, c.mergedFrom = p.uid
+}
 DETACH DELETE p
 RETURN count(*) AS deleted
 """
@@ -272,10 +280,16 @@ def set_persons(
 
 
 def delete_empty_persons(
-    driver: neo4j.Driver, uids: Iterable[str], *, database: str | None = None
+    driver: neo4j.Driver,
+    uids: Iterable[str],
+    *,
+    into: Mapping[str, str] | None = None,
+    database: str | None = None,
 ) -> int:
-    params = {"uids": sorted(set(uids))}
-    if not params["uids"]:
+    """Remove persons left without records; ``into``: where each merged into (consents move)."""
+    targets = into or {}
+    params = {"rows": [{"uid": u, "into": targets.get(u)} for u in sorted(set(uids))]}
+    if not params["rows"]:
         return 0
     rows = run_write(driver, DELETE_EMPTY_PERSONS, params, database)
     return int(rows[0]["deleted"]) if rows else 0

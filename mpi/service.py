@@ -363,7 +363,10 @@ class MasterIndex:
                 database=self.database,
             )
         report.persons_merged = g.delete_empty_persons(
-            self.driver, merged_away, database=self.database
+            self.driver,
+            merged_away,
+            into={str(s): str(t) for s, t, _ in moves},
+            database=self.database,
         )
         self.refresh_persons(report.persons)
         self._announce([r for _s, _t, records in moves for r in records], "mpi:merge")
@@ -426,7 +429,9 @@ class MasterIndex:
                 now=now,
                 database=self.database,
             )
-            g.delete_empty_persons(self.driver, [str(source)], database=self.database)
+            g.delete_empty_persons(
+                self.driver, [str(source)], into={str(source): target}, database=self.database
+            )
             self.refresh_persons([target])
             self._announce(moving, "mpi:confirm")
         g.log_decision(

@@ -494,3 +494,54 @@ def test_a_subscriber_that_falls_behind_is_cut_off_not_the_publisher() -> None:
     assert other == []  # filtered by person
     assert mine == [1, 2, 3]
     assert left == 2
+
+
+def test_webhooks_respect_the_persons_consent(
+    served: Served, driver: neo4j.Driver, eco: Ecosystem
+) -> None:
+    """A person who closed their record to clinic A: A's webhook is not told of their changes
+    (the delivery is closed as withheld, unsent); after the revocation it is told again."""
+    from graph.consent import revoke_consent, write_consent
+
+    receiver = Receiver(free_port())
+    receiver.start()
+    try:
+        hook = served.gql(
+            REGISTER,
+            "t-integrator",
+            domain=eco.clinic_a,
+            url=f"http://127.0.0.1:{receiver.port}/hook",
+            secret=None,
+        )["data"]["registerWebhook"]["webhook"]["id"]
+        closed = write_consent(
+            driver,
+            {
+                "person": eco.p1,
+                "kind": "deny",
+                "granteeType": "organisation",
+                "grantee": eco.clinic_a,
+                "categories": ["all"],
+                "purposes": ["treatment"],
+            },
+            by="test-notify",
+        )
+        assert closed is not None
+        (hidden,) = outbox.emit_changes(driver, {eco.b1: {"Condition"}}, source="test:consent")
+
+        def status_of(event: str) -> str | None:
+            body = served.gql(DELIVERIES, "t-integrator", id=hook, status=None)
+            for edge in body["data"]["webhookDeliveries"]["edges"]:
+                if edge["node"]["event"]["id"] == event:
+                    return str(edge["node"]["status"])
+            return None
+
+        assert wait_until("the withheld delivery", lambda: status_of(hidden.uid) == "WITHHELD")
+        revoke_consent(driver, closed["uid"], person=eco.p1, by="test-notify")
+        (told,) = outbox.emit_changes(driver, {eco.b1: {"Condition"}}, source="test:consent")
+        wait_until("the delivery", lambda: status_of(told.uid) == "DELIVERED")
+        sent = [json.loads(body)["id"] for _, body in receiver.requests]
+        assert hidden.uid not in sent
+        assert told.uid in sent
+    finally:
+        receiver.stop()
+        driver.execute_query("MATCH (c:Consent {createdBy: 'test-notify'}) DETACH DELETE c")

@@ -17,6 +17,7 @@ import pytest
 
 from app.pipeline import LoadReport, load_fhir
 from graph import mpi as g
+from graph.consent import write_consent
 from identity.model import DemographicRecord
 from loaders.perturb import PERTURBATION_TRUTH_NAME, perturb_domains
 from loaders.synthea import GROUND_TRUTH_NAME
@@ -216,9 +217,33 @@ def test_confirm_joins_the_records_and_logs_who_and_when(
     driver: neo4j.Driver, review_pair: tuple[MasterIndex, str, str, str]
 ) -> None:
     index, candidate, left, right = review_pair
+    before = _person_of(driver, [left, right])
+    # both persons' consents must survive the merge (a restriction is never lost to it)
+    for person in before.values():
+        write_consent(
+            driver,
+            {
+                "person": person,
+                "kind": "deny",
+                "granteeType": "everyone",
+                "grantee": "*",
+                "categories": ["mental-health"],
+                "purposes": ["treatment"],
+            },
+            by="test-mpi",
+        )
     survivor = index.confirm(candidate, by="steward:ana", comment="same woman, moved")
     person_of = _person_of(driver, [left, right])
     assert person_of[left] == person_of[right] == survivor
+    moved, _, _ = driver.execute_query(
+        "MATCH (c:Consent {createdBy: 'test-mpi'}) "
+        "OPTIONAL MATCH (p:Person)-[:HAS_CONSENT]->(c) "
+        "RETURN collect(DISTINCT c.person) AS persons, collect(p.uid) AS holders",
+        s=survivor,
+    )
+    assert moved[0]["persons"] == [survivor]
+    assert moved[0]["holders"] == [survivor, survivor]
+    driver.execute_query("MATCH (c:Consent {createdBy: 'test-mpi'}) DETACH DELETE c")
     rows, _, _ = driver.execute_query(
         "MATCH (d:LinkDecision)-[:DECIDES]->(c:MatchCandidate {uid: $c}) "
         "RETURN d {.*} AS d, c.status AS status",
