@@ -115,7 +115,12 @@ class ShadowAccess:
         """What the shadow asks of one domain (the domain's integration engine reads this)."""
         self._records.require(Action.READ_DATA_REQUESTS)
         driver, database = self._driver()
-        return q.domain_requests(driver, domain, status=status, limit=limit, database=database)
+        rows = q.domain_requests(driver, domain, status=status, limit=limit, database=database)
+        # a request names the person and what is missing ("HbA1c, for diabetes"): consent
+        seen = self._records.guard.permitted(
+            [str(r["person"]) for r in rows], "shadow.dataRequests", CONDITION_FACTS
+        )
+        return [r for r in rows if r["person"] in seen]
 
     def alerts(
         self, person: str, states: Sequence[str] | None, since: datetime | None = None
@@ -127,7 +132,13 @@ class ShadowAccess:
     def population(self, domain: str) -> list[PopulationRow]:
         self._records.require(Action.READ_POPULATION)
         driver, database = self._driver()
-        return stratify(q.population(driver, domain, database=database))
+        rows = q.population(driver, domain, database=database)
+        persons = [str(r["person"]) for r in rows]
+        guard = self._records.guard
+        seen = set(persons)
+        for needs in (VITAL_FACTS, LAB_FACTS, CONDITION_FACTS):  # scores, alerts, gaps
+            seen &= guard.permitted(persons, "shadow.population", needs)
+        return stratify([r for r in rows if r["person"] in seen])
 
     # -- writes -------------------------------------------------------------------------------
 
