@@ -17,26 +17,23 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx2
 import neo4j
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 
 from access.tokens import Authenticator
 from app.server import create_app
 from app.settings import ApiSettings, NotifySettings, Settings, ShadowSettings
+from bench.common import serve
 from graph import consent as store
 from graph import outbox
-from graph.embedded import free_port
-from tests.app.test_notify import wait_until
+from tests.app.test_notify import Served, wait_until
 
 pytestmark = pytest.mark.usefixtures("loaded_sample")
 
@@ -105,16 +102,7 @@ class World:
     app_consent: str = ""
 
     def gql(self, query: str, token: str | None, **variables: Any) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        r = httpx2.post(
-            f"{self.url}/graphql",
-            json={"query": query, "variables": variables},
-            headers=headers,
-            timeout=60,
-        )
-        assert r.status_code == 200, r.text
-        body: dict[str, Any] = r.json()
-        return body
+        return Served(self.url, self.app).gql(query, token, **variables)
 
 
 def _pick(driver: neo4j.Driver) -> dict[str, Any]:
@@ -177,19 +165,15 @@ def world(settings: Settings, driver: neo4j.Driver) -> Iterator[World]:
         }
     )
     app = create_app(tuned, driver=driver)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="uvicorn-matrix", daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
+    with serve(app) as url:
+        yield from _world(driver, app, url)
+    driver.execute_query(
+        "MATCH (c:Consent) WHERE c.createdBy STARTS WITH 'test-matrix' DETACH DELETE c"
+    )
+    driver.execute_query("MATCH (a:App {uid: 'app-matrix'}) DETACH DELETE a")
 
-    def healthy() -> bool:
-        try:
-            return httpx2.get(f"{url}/health", timeout=2).status_code == 200
-        except httpx2.TransportError:
-            return False
 
-    wait_until("/health", healthy)
+def _world(driver: neo4j.Driver, app: Starlette, url: str) -> Iterator[World]:
     p = _pick(driver)
     w = World(
         url=url,
@@ -263,12 +247,6 @@ def world(settings: Settings, driver: neo4j.Driver) -> Iterator[World]:
         ),
     }
     yield w
-    driver.execute_query(
-        "MATCH (c:Consent) WHERE c.createdBy STARTS WITH 'test-matrix' DETACH DELETE c"
-    )
-    driver.execute_query("MATCH (a:App {uid: 'app-matrix'}) DETACH DELETE a")
-    server.should_exit = True
-    thread.join(timeout=30)
 
 
 def _set_state(driver: neo4j.Driver, w: World, state: str) -> None:
@@ -402,7 +380,7 @@ def _check_nested(w: World, who: str, level: str, log: Counter[str]) -> None:
 
 
 def _check_subscription(w: World, who: str, hears: bool | None, log: Counter[str]) -> None:
-    from tests.app.test_notify import Served, _open
+    from tests.app.test_notify import _open
 
     served = Served(w.url, w.app)
     token = w.tokens[who]
