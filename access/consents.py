@@ -284,7 +284,9 @@ class ConsentAccess:
         if row is None:
             self._records.guard.audit_note(person, "break-glass", "denied", "no such patient")
             raise ConsentError("no such patient")
-        self._records.guard.audit_note(person, "break-glass", "allowed", reason, flagged=True)
+        self._records.guard.audit_note(
+            person, "break-glass", "allowed", reason, flagged=True, purpose=Purpose.EMERGENCY
+        )
         return row
 
     def break_glass_episodes(self, *, unreviewed_only: bool) -> list[dict[str, Any]]:

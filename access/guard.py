@@ -330,11 +330,18 @@ class ConsentGuard:
         *,
         what: str | None = None,
         flagged: bool = False,
+        purpose: Purpose | None = None,
     ) -> None:
         """An event that is not a data read (consent change, break-glass, log read)."""
         if self.audit is not None:
             self.audit.note(
-                uid, action, what or action, outcome=outcome, reason=reason, break_glass=flagged
+                uid,
+                action,
+                what or action,
+                outcome=outcome,
+                reason=reason,
+                break_glass=flagged,
+                purpose=purpose,
             )
 
     def _note(

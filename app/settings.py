@@ -47,7 +47,7 @@ class ApiSettings(BaseModel):
     max_tokens: int = 2000
     max_aliases: int = 15
     #: Estimated objects a query may reach (resolvers/cost.py): lists multiply what they hold.
-    max_cost: int = 50_000
+    max_cost: int = 250_000
     production: bool = False
 
 

@@ -154,7 +154,7 @@ def build_schema(
     max_depth: int = 10,
     max_tokens: int = 2000,
     max_aliases: int = 15,
-    max_cost: int = 50_000,
+    max_cost: int = 250_000,
     production: bool = False,
 ) -> strawberry.Schema:
     # Factories, so every request gets fresh extension instances.

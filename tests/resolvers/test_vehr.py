@@ -179,7 +179,7 @@ def test_limits_reject_abusive_queries(client: TestClient) -> None:
     wide = "{ patients(first: 100) { edges { node { observations(first: 500) { edges { node { id } } } } } } }"
     body = gql(client, wide)
     assert body["data"] is None
-    assert "query cost 21004101 exceeds the limit of 50000" in body["errors"][0]["message"]
+    assert "query cost 21004101 exceeds the limit of 250000" in body["errors"][0]["message"]
 
 
 def test_health(client: TestClient) -> None:

@@ -23,6 +23,7 @@ import neo4j
 import pytest
 from playwright.sync_api import Browser, Page, Request, expect
 
+from app.auth import authenticator
 from app.server import create_app
 from app.settings import Settings
 from ontology.model import Label, RelType
@@ -33,7 +34,7 @@ from tests.web.conftest import serving, watched_page
 CLINICIAN = "dr-shadow"
 TOKENS = {
     "clin-token": f"clinician:{CLINICIAN}",
-    "steward-token": "steward:sam",  # reads records, may not manage alerts
+    "steward-token": "steward:sam",  # demographics only: no shadow, no alerts
     "int-token": "integrator",  # may not read records at all
 }
 
@@ -316,9 +317,15 @@ def test_clinician_sees_the_shadow_and_acknowledges_an_alert(
 
 
 def test_a_role_without_manage_alerts_sees_the_refusal_in_the_row(
-    page: Page, subject: Subject, restored_alert: dict[str, Any], driver: neo4j.Driver
+    page: Page,
+    subject: Subject,
+    restored_alert: dict[str, Any],
+    driver: neo4j.Driver,
+    settings: Settings,
 ) -> None:
-    use_token(page, "steward-token")
+    # the patient themself reads their shadow but may not acknowledge its alerts
+    token = authenticator(settings).issue(subject="pat", role="patient", patient=subject.person)
+    use_token(page, token)
     page.goto(f"/ui/#/patient/{subject.person}/shadow")
     row = page.locator(f'[data-testid="alert-row"][data-id="{subject.alert}"]')
     row.get_by_test_id("alert-ack").click()

@@ -203,13 +203,16 @@ def test_record_shows_every_domain_and_mixed_sources(
     page.screenshot(path=str(tmp_path / "ui-record-narrow.png"), full_page=False)
 
 
-def test_unknown_patient_shows_not_found(page: Page) -> None:
+def test_unknown_patient_is_denied_like_a_hidden_one(page: Page) -> None:
+    """An id no person has is answered like a person whose consent does not cover you: the
+    page cannot tell which (issue 7: denials do not leak existence)."""
     page.goto("/ui/#/patient/no-such-person-0000")
-    expect(page.get_by_test_id("patient-not-found")).to_be_visible()
-    expect(page.get_by_test_id("patient-not-found")).to_contain_text("no-such-person-0000")
+    expect(page.get_by_test_id("access-denied")).to_be_visible()
+    expect(page.get_by_test_id("access-denied")).to_contain_text("no-such-person-0000")
+    expect(page.get_by_test_id("access-denied")).to_contain_text("or there is no such patient")
     # escaping: markup in the id is shown as text, never parsed
     page.goto("/ui/#/patient/" + "%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E")
-    expect(page.get_by_test_id("patient-not-found")).to_contain_text("<img src=x onerror=alert(1)>")
+    expect(page.get_by_test_id("access-denied")).to_contain_text("<img src=x onerror=alert(1)>")
     assert page.locator("main img").count() == 0
 
 

@@ -297,7 +297,7 @@ export async function loadPatientPage(main, ctx, { query, view, loading, failed,
   }
   if (result.__typename === "AccessDenied") {
     document.title = "Access denied · medshadow";
-    main.replaceChildren(back, stateBox("error", "access-denied", "Access denied", `You may not open this record: ${result.message}.`));
+    main.replaceChildren(back, stateBox("error", "access-denied", "Access denied", `You may not open the record “${id}”: ${result.message}.`));
     return null;
   }
   document.title = `${result.name || "Patient"} · ${view.toLowerCase()} · medshadow`;
@@ -1133,7 +1133,7 @@ async function renderPatient(main, ctx) {
     document.title = "Access denied · medshadow";
     main.replaceChildren(
       back,
-      stateBox("error", "access-denied", "Access denied", `You may not open this record: ${result.message}.`),
+      stateBox("error", "access-denied", "Access denied", `You may not open the record “${id}”: ${result.message}.`),
     );
     return;
   }
