@@ -18,6 +18,7 @@ from rich.table import Table
 from app.auth_cli import auth_app
 from app.drugs_cli import drugs_app
 from app.progress import progress_bar
+from app.research_cli import research_app
 from app.settings import Settings
 from graph.connection import Driver, apoc_version, open_driver
 from graph.embedded import EmbeddedNeo4j
@@ -54,6 +55,7 @@ shadow_app = typer.Typer(no_args_is_help=True, help="The patients' digital shado
 app.add_typer(shadow_app, name="shadow")
 app.add_typer(drugs_app, name="drugs")
 app.add_typer(auth_app, name="auth")
+app.add_typer(research_app, name="research")
 
 console = Console(stderr=True)
 EXIT_PARTIAL = 3  # loaded, but some resources were quarantined or references dangled
