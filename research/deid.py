@@ -27,7 +27,7 @@ from typing import Any
 QUASI = ("birth_year", "gender", "zip3", "state")
 #: Generalisation levels per quasi-identifier (level 0 is already coarse: Safe Harbor keeps
 #: only the first three digits of a postal code).
-LEVELS = {"birth_year": 5, "gender": 2, "zip3": 2, "state": 2}
+LEVELS = {"birth_year": 6, "gender": 2, "zip3": 2, "state": 2}
 
 
 def generalise(attribute: str, value: str | None, level: int) -> str:
@@ -36,7 +36,7 @@ def generalise(attribute: str, value: str | None, level: int) -> str:
         return "*"
     assert value is not None
     if attribute == "birth_year":
-        widths = (1, 5, 10, 20)
+        widths = (1, 5, 10, 20, 40)
         if level >= len(widths):
             return "*"
         start = int(value) - int(value) % widths[level]

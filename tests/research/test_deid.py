@@ -56,7 +56,8 @@ def test_generalisation_ladder_and_larger_k_costs_more_detail() -> None:
     assert generalise("birth_year", "1987", 0) == "1987"
     assert generalise("birth_year", "1987", 1) == "1985-1989"
     assert generalise("birth_year", "1987", 3) == "1980-1999"
-    assert generalise("birth_year", "1987", 4) == "*"
+    assert generalise("birth_year", "1987", 4) == "1960-1999"
+    assert generalise("birth_year", "1987", 5) == "*"
     assert generalise("zip3", "021", 1) == "*"
     assert generalise("gender", None, 0) == "*"
     low, high = k_anonymise(_people(60), 2), k_anonymise(_people(60), 10)
