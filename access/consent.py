@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 
@@ -143,18 +144,26 @@ def sensitive_tags(codes: Iterable[Mapping[str, Any]], texts: Iterable[str] = ()
     """The sensitive categories a fact falls in, from its codes (any system) and free text."""
     tags: set[Category] = set()
     for code in codes:
-        system = str(code.get("system") or "").lower()
-        value = str(code.get("code") or "")
-        if any(s in system for s in _ICD_SYSTEMS):
-            if _ICD_MENTAL.match(value):
-                tags.add(Category.MENTAL_HEALTH)
-            if _ICD_HIV.match(value):
-                tags.add(Category.HIV)
-        display = str(code.get("display") or "")
-        tags |= _text_tags(display)
+        tags |= _code_tags(
+            str(code.get("system") or ""),
+            str(code.get("code") or ""),
+            str(code.get("display") or ""),
+        )
     for text in texts:
         tags |= _text_tags(text)
     return tags
+
+
+@lru_cache(maxsize=65_536)
+def _code_tags(system: str, code: str, display: str) -> frozenset[Category]:
+    """One concept's sensitive tags (a record repeats the same few hundred concepts)."""
+    tags = set(_text_tags(display))
+    if any(s in system.lower() for s in _ICD_SYSTEMS):
+        if _ICD_MENTAL.match(code):
+            tags.add(Category.MENTAL_HEALTH)
+        if _ICD_HIV.match(code):
+            tags.add(Category.HIV)
+    return frozenset(tags)
 
 
 def _text_tags(text: str) -> set[Category]:
@@ -244,8 +253,8 @@ class Consent:
             categories=parse_categories(row.get("categories") or []),
             excluded=parse_categories(row.get("excluded") or []),
             purposes=frozenset(Purpose(p) for p in row.get("purposes") or []),
-            start=_dt(row.get("start")),
-            end=_dt(row.get("end")),
+            start=row.get("start"),  # graph/consent.py returns Python datetimes
+            end=row.get("end"),
             status=str(row.get("status") or "active"),
             break_glass=bool(row.get("breakGlass")),
         )
@@ -265,15 +274,6 @@ class Consent:
     def blocks(self, cats: frozenset[Category]) -> bool:
         """A deny blocks a fact of any category it names (``all``: everything)."""
         return Category.ALL in self.categories or bool(cats & self.categories)
-
-
-def _dt(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value
-    to_native = getattr(value, "to_native", None)
-    return to_native() if to_native is not None else datetime.fromisoformat(str(value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +296,7 @@ class Decision:
 
     person: str
     purpose: Purpose
-    permits: tuple[tuple[str, Consent | None, tuple[Consent, ...]], ...] = ()
+    permits: tuple[tuple[str, Consent, tuple[Consent, ...]], ...] = ()
     break_glass: str | None = None
     #: categories shown as "withheld by the patient's consent" (never whether data exists)
     restricted: frozenset[Category] = field(default=frozenset())
@@ -310,12 +310,21 @@ class Decision:
 
     def allows(self, cats: frozenset[Category]) -> bool:
         for _basis, permit, denies in self.permits:
-            if permit is not None and not permit.covers(cats):
+            if not permit.covers(cats):
                 continue
             if any(d.blocks(cats) for d in denies):
                 continue
             return True
         return False
+
+    @property
+    def unrestricted(self) -> bool:
+        """Some permit covers every category with no exclusion and no restriction against it:
+        every fact is allowed, so nothing needs categorising (the common case, a hot path)."""
+        return any(
+            Category.ALL in permit.categories and not permit.excluded and not denies
+            for _, permit, denies in self.permits
+        )
 
     @property
     def basis(self) -> str:
@@ -366,7 +375,7 @@ def decide(
 ) -> Decision:
     """The decision for one person; ``consents`` are that person's (any state)."""
     live = [c for c in consents if c.in_force(now) and c.person == person]
-    permits: list[tuple[str, Consent | None, tuple[Consent, ...]]] = []
+    permits: list[tuple[str, Consent, tuple[Consent, ...]]] = []
     everyone_denies = tuple(
         c for c in live if c.kind == "deny" and c.grantee_type is GranteeType.EVERYONE
     )

@@ -415,9 +415,7 @@ def redeem_code(
     row = store.take_auth_code(reader.driver, _sha256(code), database=reader.database)
     if row is None:
         raise ConsentError("invalid_grant: unknown or used code")
-    expires = row["expiresAt"]
-    expires = expires.to_native() if hasattr(expires, "to_native") else expires
-    if expires < datetime.now(UTC):
+    if row["expiresAt"] < datetime.now(UTC):
         raise ConsentError("invalid_grant: code expired")
     if row["app"] != client_id or row["redirectUri"] != redirect_uri:
         raise ConsentError("invalid_grant: code was issued to another client or redirect_uri")

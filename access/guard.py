@@ -134,6 +134,10 @@ class AuditTrail:
             if reason and reason not in event["reasons"]:
                 event["reasons"].append(reason)
 
+    @property
+    def pending(self) -> bool:
+        return bool(self._events)
+
     def take(self) -> list[dict[str, Any]]:
         """The pending events as stored rows (and forget them)."""
         with self._lock:
@@ -275,7 +279,8 @@ class ConsentGuard:
         kept, withheld = [], set()
         for row in rows:
             uid = row[person_key]
-            if self.allows(decisions[uid], categories(row)):
+            decision = decisions[uid]
+            if not self.enforce or decision.unrestricted or decision.allows(categories(row)):
                 kept.append(dict(row))
             else:
                 withheld.add(uid)
@@ -368,7 +373,7 @@ class ConsentGuard:
 
     def flush(self) -> int:
         """Write the request's audit events (one transaction); how many were written."""
-        if self.audit is None:
+        if self.audit is None or not self.audit.pending:
             return 0
         rows = self.audit.take()
         return store.append_audit(self._reader.driver, rows, database=self._reader.database)

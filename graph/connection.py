@@ -32,6 +32,16 @@ def open_driver(uri: str, user: str, password: str | None) -> neo4j.Driver:
     return driver
 
 
+def native(value: Any) -> Any:
+    """A Neo4j temporal as its Python value (anything else unchanged)."""
+    return value.to_native() if hasattr(value, "to_native") else value
+
+
+def plain(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A map read from the graph with its temporals as Python values."""
+    return {k: native(v) for k, v in row.items()}
+
+
 def run_read(
     driver: neo4j.Driver, query: str, params: Mapping[str, Any], database: str | None = None
 ) -> list[neo4j.Record]:

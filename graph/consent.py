@@ -21,7 +21,7 @@ from typing import Any
 
 import neo4j
 
-from graph.connection import run_read, run_write
+from graph.connection import native, plain, run_read, run_write
 from ontology.model import Label, RelType
 
 _P, _C, _A = Label.PERSON.value, Label.CONSENT.value, Label.AUDIT_EVENT.value
@@ -56,7 +56,7 @@ def write_consent(
         {"person": props["person"], "props": props},
         database,
     )
-    return dict(rows[0]["consent"]) if rows else None
+    return plain(rows[0]["consent"]) if rows else None
 
 
 def revoke_consent(
@@ -80,7 +80,7 @@ def revoke_consent(
         {"uid": uid, "person": person, "by": by, "now": _now()},
         database,
     )
-    return dict(rows[0]["consent"]) if rows else None
+    return plain(rows[0]["consent"]) if rows else None
 
 
 def review_break_glass(
@@ -96,7 +96,7 @@ def review_break_glass(
         {"uid": uid, "by": by, "now": _now()},
         database,
     )
-    return dict(rows[0]["consent"]) if rows else None
+    return plain(rows[0]["consent"]) if rows else None
 
 
 def consents(
@@ -119,7 +119,7 @@ def consents(
         {"persons": list(persons) if persons is not None else None, "breakGlass": break_glass},
         database,
     )
-    return [dict(r["consent"]) for r in rows]
+    return [plain(r["consent"]) for r in rows]
 
 
 def decision_inputs(
@@ -139,7 +139,7 @@ def decision_inputs(
         {"persons": list(persons)},
         database,
     )
-    return {r["uid"]: ([dict(c) for c in r["consents"]], list(r["domains"])) for r in rows}
+    return {r["uid"]: ([plain(c) for c in r["consents"]], list(r["domains"])) for r in rows}
 
 
 def persons_with_consents(
@@ -156,7 +156,7 @@ def persons_with_consents(
         {"kind": kind},
         database,
     )
-    return {r["uid"]: [dict(c) for c in r["consents"]] for r in rows}
+    return {r["uid"]: [plain(c) for c in r["consents"]] for r in rows}
 
 
 def organisations(driver: neo4j.Driver, *, database: str | None = None) -> dict[str, str]:
@@ -187,7 +187,7 @@ def write_app(
         {"props": dict(app), "now": _now()},
         database,
     )
-    return dict(rows[0]["app"])
+    return plain(rows[0]["app"])
 
 
 def app(
@@ -199,7 +199,7 @@ def app(
         {"uid": client_id},
         database,
     )
-    return dict(rows[0]["app"]) if rows else None
+    return plain(rows[0]["app"]) if rows else None
 
 
 def apps(driver: neo4j.Driver, *, database: str | None = None) -> list[dict[str, Any]]:
@@ -209,7 +209,7 @@ def apps(driver: neo4j.Driver, *, database: str | None = None) -> list[dict[str,
         {},
         database,
     )
-    return [dict(r["app"]) for r in rows]
+    return [plain(r["app"]) for r in rows]
 
 
 def set_app_status(
@@ -224,7 +224,7 @@ def set_app_status(
         {"uid": client_id, "status": status},
         database,
     )
-    return dict(rows[0]["app"]) if rows else None
+    return plain(rows[0]["app"]) if rows else None
 
 
 def write_auth_code(
@@ -255,7 +255,7 @@ def take_auth_code(
     )
     if not rows or rows[0]["used"]:
         return None
-    return dict(rows[0]["code"])
+    return plain(rows[0]["code"])
 
 
 # --- audit -----------------------------------------------------------------------------------
@@ -335,7 +335,7 @@ def audit_events(
         {"person": person, "actor": actor, "outcome": outcome, "before": before, "limit": limit},
         database,
     )
-    return [dict(r["event"]) for r in rows]
+    return [plain(r["event"]) for r in rows]
 
 
 def verify_audit_chain(
@@ -361,7 +361,7 @@ def verify_audit_chain(
                 problems.append(f"events {expected}..{seq - 1} are missing")
             if event.get("prev") != prev:
                 problems.append(f"event {seq}: previous hash does not match")
-            body = {k: _native(v) for k, v in event.items() if k != "hash"}
+            body = {k: native(v) for k, v in event.items() if k != "hash"}
             if _event_hash(str(event.get("prev", "")), body) != event.get("hash"):
                 problems.append(f"event {seq}: content changed after it was written")
             prev, expected, after = str(event.get("hash")), seq + 1, seq
@@ -370,11 +370,6 @@ def verify_audit_chain(
     if head and int(head[0]["seq"]) > after:
         problems.append(f"events {after + 1}..{head[0]['seq']} are missing")
     return checked, problems
-
-
-def _native(value: Any) -> Any:
-    to_native = getattr(value, "to_native", None)
-    return to_native() if to_native is not None else value
 
 
 def demo_identities(

@@ -36,6 +36,7 @@ from typing import Any
 
 import neo4j
 
+from graph.connection import native
 from ontology.model import Label, RelType
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ class ChangeEventRow:
         return cls(
             uid=e["uid"],
             seq=int(e["seq"]),
-            at=_native(e["at"]),
+            at=native(e["at"]),
             person_uid=e.get("personUid"),
             domain=e["domain"],
             records=tuple(e.get("records") or ()),
@@ -130,7 +131,7 @@ class WebhookRow:
             url=w["url"],
             domain=domain,
             active=bool(w["active"]),
-            created_at=_native(w["createdAt"]),
+            created_at=native(w["createdAt"]),
             secret=w["secret"],
         )
 
@@ -158,17 +159,13 @@ class DeliveryRow:
             event=ChangeEventRow.from_node(e),
             status=d["status"],
             attempts=int(d.get("attempts") or 0),
-            created_at=_native(d["createdAt"]),
-            next_attempt_at=_native(d.get("nextAttemptAt")),
-            delivered_at=_native(d.get("deliveredAt")),
+            created_at=native(d["createdAt"]),
+            next_attempt_at=native(d.get("nextAttemptAt")),
+            delivered_at=native(d.get("deliveredAt")),
             last_error=d.get("lastError"),
             last_status_code=int(code) if code is not None else None,
             history=tuple(d.get("history") or ()),
         )
-
-
-def _native(value: Any) -> Any:
-    return value.to_native() if hasattr(value, "to_native") else value
 
 
 def _now() -> datetime:

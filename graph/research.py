@@ -7,7 +7,7 @@ from typing import Any
 
 import neo4j
 
-from graph.connection import run_read
+from graph.connection import native, plain, run_read
 
 # Per person: demographics of each domain record (quasi-identifiers only: nothing that names
 # or locates the person below a postal code's first digits is read) and every clinical fact
@@ -45,4 +45,8 @@ def person_data(
         for row in run_read(
             driver, PERSON_DATA, {"persons": list(persons[i : i + batch])}, database
         ):
-            yield dict(row)
+            out = dict(row)
+            out["birthDate"] = native(out["birthDate"])
+            out["records"] = [plain(r) for r in out["records"]]
+            out["facts"] = [f | {"props": plain(f["props"])} for f in out["facts"]]
+            yield out

@@ -146,15 +146,12 @@ def new_shift(max_days: int) -> int:
 
 
 def shifter(days: int) -> Callable[[Any], Any]:
-    """A function moving a date, a datetime, a Neo4j temporal or an ISO string by ``days``."""
+    """A function moving a date, a datetime or an ISO string by ``days``."""
     delta = timedelta(days=days)
 
     def shift(value: Any) -> Any:
         if value is None:
             return None
-        to_native = getattr(value, "to_native", None)
-        if to_native is not None:
-            value = to_native()
         if isinstance(value, datetime | date):
             return value + delta
         text = str(value)

@@ -6,7 +6,7 @@ changes their consent, a steward reviews, a practitioner breaks the glass) live 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import strawberry
@@ -37,13 +37,6 @@ _LABELS = {
 def _consents(info: Info) -> ConsentAccess:
     ctx = info.context
     return ConsentAccess(ctx.access, break_glass_minutes=ctx.break_glass_minutes)
-
-
-def _dt(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    native = value.to_native() if hasattr(value, "to_native") else value
-    return native if isinstance(native, datetime) else None
 
 
 @strawberry.type(description="Who the request's token stands for.")
@@ -105,17 +98,17 @@ class Consent:
             categories=list(row.get("categories") or []),
             excluded=list(row.get("excluded") or []),
             purposes=list(row.get("purposes") or []),
-            start=_dt(row.get("start")),
-            end=_dt(row.get("end")),
+            start=row.get("start"),
+            end=row.get("end"),
             status=row.get("status") or "active",
             break_glass=bool(row.get("breakGlass")),
             reason=row.get("reason"),
             scopes=list(row.get("scopes") or []),
-            created_at=_dt(row.get("createdAt")),
+            created_at=row.get("createdAt"),
             created_by=row.get("createdBy"),
-            revoked_at=_dt(row.get("revokedAt")),
+            revoked_at=row.get("revokedAt"),
             revoked_by=row.get("revokedBy"),
-            reviewed_at=_dt(row.get("reviewedAt")),
+            reviewed_at=row.get("reviewedAt"),
             reviewed_by=row.get("reviewedBy"),
         )
 
@@ -141,7 +134,7 @@ class AccessEvent:
     def of(cls, row: dict[str, Any]) -> AccessEvent:
         return cls(
             seq=int(row["seq"]),
-            at=_dt(row["at"]) or datetime.fromtimestamp(0, UTC),
+            at=row["at"],
             actor=row["actor"],
             role=row["role"],
             organisation=row.get("organisation"),
@@ -180,7 +173,7 @@ class App:
             redirect_uris=list(row.get("redirectUris") or []),
             scopes=list(row.get("scopes") or []),
             status=row.get("status") or "active",
-            created_at=_dt(row.get("createdAt")),
+            created_at=row.get("createdAt"),
         )
 
 

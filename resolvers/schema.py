@@ -145,7 +145,8 @@ class AuditFlush(SchemaExtension):
             yield
         finally:
             context = self.execution_context.context
-            if isinstance(context, Context):
+            audit = context.access.guard.audit if isinstance(context, Context) else None
+            if audit is not None and audit.pending:  # no thread hop for requests that read none
                 await in_thread(context.access.flush_audit)
 
 
