@@ -34,6 +34,7 @@ from access.consent import (
 from access.policy import AccessDeniedError, Action, Principal, Role
 from graph import consent as store
 from graph.reader import GraphReader
+from graph.registry import Writer
 
 DEMOGRAPHICS = frozenset({Category.DEMOGRAPHICS})
 _DENIED_DETAIL = (
@@ -84,6 +85,20 @@ def purpose_of(principal: Principal) -> Purpose:
         Role.APP: Purpose.APP,
         Role.RESEARCHER: Purpose.RESEARCH,
     }.get(principal.role, Purpose.OPERATIONS)
+
+
+def writer_of(
+    principal: Principal, purpose: Purpose | None = None, *, request: str | None = None
+) -> Writer:
+    """A principal as the writer ``graph.registry.publish`` audits."""
+    return Writer(
+        principal.subject,
+        principal.role.value,
+        (purpose or purpose_of(principal)).value,
+        organisation=principal.organisation,
+        app=principal.app,
+        request=request,
+    )
 
 
 @dataclass
@@ -137,6 +152,10 @@ class AuditTrail:
     @property
     def pending(self) -> bool:
         return bool(self._events)
+
+    def writer(self) -> Writer:
+        """The request's principal as the writer of what it publishes (same request id)."""
+        return writer_of(self.principal, self.purpose, request=self.request)
 
     def take(self) -> list[dict[str, Any]]:
         """The pending events as stored rows (and forget them)."""
@@ -323,8 +342,15 @@ class ConsentGuard:
         return {"only": only, "careOrg": who.organisation, "hidden": hidden}
 
     def note_write(self, uid: str | None, what: str) -> None:
+        """A write that publishes no change (consents, alert states); data writes are audited
+        by ``publish`` as :attr:`writer`."""
         if self.audit is not None:
             self.audit.note(uid, "write", what)
+
+    @property
+    def writer(self) -> Writer | None:
+        """Who the request's writes are audited as (``publish``); None with audit off."""
+        return self.audit.writer() if self.audit is not None else None
 
     def audit_note(
         self,

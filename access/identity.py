@@ -32,7 +32,7 @@ class IdentityAccess:
         """For the same request (principal, driver, database) as ``access``."""
         reader = access.reader
         return cls(
-            MasterIndex(reader.driver, database=reader.database),
+            MasterIndex(reader.driver, database=reader.database, writer=access.guard.writer),
             access.principal,
             guard=access.guard,
         )

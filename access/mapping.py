@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
+from access.guard import writer_of
 from access.policy import Action, Principal, require
 from graph import mapping as g
 from graph.connection import Driver
@@ -405,6 +406,7 @@ class MappingAccess:
             self._driver,
             changed,
             source=f"conceptmap:{doc.name}|{doc.version}",
+            writer=writer_of(self.principal),
             database=self.database,
         )
         return Published(doc.name, doc.version, len(doc.elements), links, coded)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+from access.guard import writer_of
 from access.policy import AccessDeniedError, Action, Principal, Role, require
 from access.records import RecordAccess
 from graph import portal as q
@@ -185,11 +186,17 @@ class PortalWriter:
         write_batch(self._driver, batch, database=self._database)
         changes = changes_of(batch)
         # the operational data store and the change feed hear of every write
-        publish(self._driver, changes, source=f"mutation:portal:{kind}", database=self._database)
+        publish(
+            self._driver,
+            changes,
+            source=f"mutation:portal:{kind}",
+            writer=writer_of(self.principal)
+            if self._records is None
+            else self._records.guard.writer,  # this request's id, None with audit off
+            database=self._database,
+        )
         if self._on_changes is not None:
             self._on_changes(changes)
-        if self._records is not None:  # audited; written when the request ends
-            self._records.guard.note_write(account.person, f"portal:{kind}")
         uid = next(row.uid for row in batch.node_rows() if row.label is label)
         rows = q.facts_by_uid(self._driver, label, [uid], database=self._database)
         return PortalWrite(label, rows[0], changes)

@@ -46,8 +46,10 @@ class ReadingAccess:
         *,
         database: str | None = None,
         on_changes: OnChanges | None = None,
+        audit: bool = True,
     ) -> ReadingAccess:
-        return cls(GraphReader(driver, database=database), principal, on_changes=on_changes)
+        records = RecordAccess.for_driver(driver, principal, database=database, audit=audit)
+        return cls.of(records, on_changes=on_changes)
 
     @classmethod
     def of(cls, records: RecordAccess, *, on_changes: OnChanges | None = None) -> ReadingAccess:
@@ -63,7 +65,13 @@ class ReadingAccess:
         result = q.write_readings(driver, readings, database=database)
         if result.changes:
             # the operational data store and the change feed hear of every write
-            publish(driver, result.changes, source="ingest:readings", database=database)
+            publish(
+                driver,
+                result.changes,
+                source="ingest:readings",
+                writer=self._records.guard.writer,
+                database=database,
+            )
             if self._on_changes is not None:
                 self._on_changes(result.changes)
         return result

@@ -83,6 +83,7 @@ def ingest_endpoint(
             principal,
             database=settings.neo4j.database,
             on_changes=changed,
+            audit=settings.auth.audit,  # each batch's writes, per person, as this device
         )
         try:
             access.require_ingest()

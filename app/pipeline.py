@@ -15,7 +15,7 @@ import orjson
 
 from graph.connection import Driver
 from graph.mapping import apply_concept_maps
-from graph.registry import publish
+from graph.registry import LOADER, publish
 from graph.writer import WriteStats, write_batch
 from loaders.fhir import ParsedUnit, Quarantined, discover, parse_unit
 from mpi.service import LinkReport, MasterIndex
@@ -226,7 +226,9 @@ def finish_load(
     if link:
         report.link = (index or MasterIndex(driver, database=database)).link_pending()
     if notify and report.changed:
-        events = publish(driver, report.changed, source=source[:500], database=database)
+        events = publish(
+            driver, report.changed, source=source[:500], writer=LOADER, database=database
+        )
         report.events = len(events)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from app.pipeline import LoadReport, Quarantine, write_tracked
 from graph.connection import Driver
 from graph.readings import ReadingWriteResult, write_readings
-from graph.registry import publish
+from graph.registry import LOADER, publish
 from graph.writer import WriteStats
 from loaders.fhir import Quarantined
 from loaders.patient_record import merge_changes
@@ -205,7 +205,8 @@ def load_readings(
             on_file(path)
     if notify and report.changes:
         source = f"load:readings:{','.join(str(p) for p in paths)}"[:500]
-        report.events = len(publish(driver, report.changes, source=source, database=database))
+        events = publish(driver, report.changes, source=source, writer=LOADER, database=database)
+        report.events = len(events)
     report.quarantine_file = quarantine.path if quarantine.count else None
     report.seconds = time.perf_counter() - started
     return report

@@ -103,6 +103,20 @@ DETACH DELETE p
 RETURN count(*) AS deleted
 """
 
+# An unlinked record's new person keeps the old person's active restrictions, so a patient's
+# "no" is never lost to an identity fix. Grants and app approvals are not copied: whoever the
+# split-off record belongs to never gave them. Keyed by source and target, so a re-run adds
+# nothing.
+COPY_RESTRICTIONS = """
+MATCH (p:Person {uid: $source})-[:HAS_CONSENT]->(c:Consent {kind: 'deny', status: 'active'})
+MATCH (t:Person {uid: $target})
+MERGE (t)-[:HAS_CONSENT]->(n:Consent {uid: c.uid + '/' + t.uid})
+ON CREATE SET n += c {.kind, .granteeType, .grantee, .granteeName, .categories, .excluded,
+                      .purposes, .start, .end, .status, .reason},
+              n.person = t.uid, n.copiedFrom = c.uid, n.createdAt = $now, n.createdBy = $by
+RETURN count(n) AS copied
+"""
+
 UPSERT_CANDIDATES = """
 UNWIND $rows AS row
 MATCH (a:Patient {uid: row.left})
@@ -293,6 +307,21 @@ def delete_empty_persons(
         return 0
     rows = run_write(driver, DELETE_EMPTY_PERSONS, params, database)
     return int(rows[0]["deleted"]) if rows else 0
+
+
+def copy_restrictions(
+    driver: neo4j.Driver,
+    source: str,
+    target: str,
+    *,
+    by: str,
+    now: datetime,
+    database: str | None = None,
+) -> int:
+    """Give ``target`` copies of ``source``'s active restrictions; how many it has."""
+    params = {"source": source, "target": target, "by": by, "now": now}
+    rows = run_write(driver, COPY_RESTRICTIONS, params, database)
+    return int(rows[0]["copied"]) if rows else 0
 
 
 def upsert_candidates(

@@ -1,8 +1,10 @@
 """The operational data store's registry: which domain holds which kinds of data on a person.
 
-Every write path (loads, mutations, device ingest) ends in :func:`publish`: it stamps the
-registry and appends to the change feed's outbox (``graph/outbox.py``), from which
-subscriptions and webhooks are served.
+Every write path (loads, mutations, device ingest, identity links) ends in :func:`publish`:
+it stamps the registry, appends to the change feed's outbox (``graph/outbox.py``), from which
+subscriptions and webhooks are served, and writes one audit event per changed person naming
+the :class:`Writer` (``graph/consent.py``'s hash-chained trail), so the patient's access log
+shows who wrote their data as well as who read it.
 
 A write path stamps the Patient records it changed (``updatedAt``, and per kind of data the
 time in ``updatedKinds``/``updatedTimes``, parallel lists because Neo4j properties cannot be
@@ -12,12 +14,37 @@ and last update.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import neo4j
 
+from graph.consent import append_audit
 from graph.outbox import ChangeEventRow, emit_changes
+
+
+@dataclass(frozen=True, slots=True)
+class Writer:
+    """Who wrote, for the audit trail: a request's principal or a system job.
+
+    ``purpose`` is the audit vocabulary's (``access/consent.Purpose`` values); ``request``
+    groups the events of one API request with its reads.
+    """
+
+    actor: str
+    role: str
+    purpose: str = "operations"
+    organisation: str | None = None
+    app: str | None = None
+    request: str | None = None
+
+
+#: Batch loads (CLI, demo, pipelines): the event's ``basis`` names the load and its files.
+LOADER = Writer("system:load", "system")
+#: Linking runs (after a load, ``medshadow mpi link``); a steward's decisions are the steward's.
+IDENTITY_LINKER = Writer("system:mpi", "system")
 
 # Merge the new kinds into the record's parallel lists, newest time wins.
 TOUCH_RECORDS = """
@@ -57,11 +84,42 @@ def publish(
     changes: Mapping[str, Iterable[str]],
     *,
     source: str,
+    writer: Writer | None,
     database: str | None = None,
 ) -> list[ChangeEventRow]:
-    """Record that these Patient records changed (record uid -> kinds of data)."""
+    """Record that these Patient records changed (record uid -> kinds of data).
+
+    ``writer`` None only where the caller audits the write itself, in its request's trail.
+    """
     wanted = {uid: sorted(set(kinds)) for uid, kinds in changes.items() if kinds}
     if not wanted:
         return []
     touch_records(driver, wanted, now=datetime.now(UTC), database=database)
-    return emit_changes(driver, wanted, source=source, database=database)
+    events = emit_changes(driver, wanted, source=source, database=database)
+    if writer is not None:
+        append_audit(driver, write_events(events, writer), database=database)
+    return events
+
+
+def write_events(events: Sequence[ChangeEventRow], writer: Writer) -> list[dict[str, Any]]:
+    """Audit rows for published changes: one per (person, domain) event. Records no person
+    holds yet (a load run without linking) are named in ``what`` instead."""
+    return [
+        {
+            "at": e.at,
+            "actor": writer.actor,
+            "role": writer.role,
+            "organisation": writer.organisation,
+            "app": writer.app,
+            "person": e.person_uid,
+            "action": "write",
+            "what": f"{', '.join(e.kinds)} in {e.domain}"
+            + ("" if e.person_uid else f" (unlinked: {', '.join(e.records)})"[:500]),
+            "purpose": writer.purpose,
+            "outcome": "allowed",
+            "basis": e.source[:200],
+            "breakGlass": False,
+            "request": writer.request or f"change:{e.seq}",
+        }
+        for e in events
+    ]

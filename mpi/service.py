@@ -11,7 +11,8 @@ keys, deterministic national-id rule, thresholds, clustering) with the Cypher of
   them, logged); the band below goes to the review queue; a pair a steward rejected never
   links automatically again.
 * :meth:`confirm`, :meth:`reject`, :meth:`unlink` — the data steward's decisions, each logged
-  with who and when.
+  with who and when. Consents follow identity: a merge moves them to the surviving person, an
+  unlink copies the person's active restrictions (not its grants) to the new one.
 * :meth:`match` — ``Patient/$match``: scored candidate persons for a set of demographics.
 
 The model comes from the graph (``LinkageModel``), else the packaged one trained on a
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 import uuid
 from collections import Counter
@@ -34,7 +36,7 @@ from typing import Any
 
 from graph import mpi as g
 from graph.connection import Driver
-from graph.registry import publish
+from graph.registry import IDENTITY_LINKER, Writer, publish
 from identity.linkage import (
     DEFAULT_AUTO_THRESHOLD,
     DEFAULT_REVIEW_THRESHOLD,
@@ -52,6 +54,8 @@ DEFAULT_MODEL_PATH = Path(__file__).with_name("default_model.json")
 QUERY_RECORD_ID = "$match/query"
 #: Change-feed kind of an identity change: a record now belongs to another person.
 LINK_KIND = "Link"
+
+log = logging.getLogger(__name__)
 
 #: Where the golden record's values come from first: clinic records beat self-entered ones.
 _KIND_RANK = {"MIS": 0, "RESEARCH_BANK": 1, "PORTAL": 2, "IOT_CLOUD": 3, "SOCIAL_CHANNEL": 4}
@@ -176,9 +180,11 @@ class MasterIndex:
         auto_threshold: float | None = None,
         review_threshold: float | None = None,
         model: TrainedModel | None = None,
+        writer: Writer | None = IDENTITY_LINKER,
     ) -> None:
         self.driver = driver
         self.database = database
+        self.writer = writer  # audited as the author of links, merges and unlinks
         self._explicit = (auto_threshold, review_threshold)
         self.auto_threshold = (
             auto_threshold if auto_threshold is not None else DEFAULT_AUTO_THRESHOLD
@@ -481,6 +487,11 @@ class MasterIndex:
             now=now,
             database=self.database,
         )
+        copied = g.copy_restrictions(
+            self.driver, str(old), new, by=f"mpi:unlink:{by}", now=now, database=self.database
+        )
+        if copied:
+            log.info("unlink %s: %d restriction(s) of %s copied to %s", record, copied, old, new)
         rows = [
             {
                 "uid": candidate_uid(record, other),
@@ -512,6 +523,7 @@ class MasterIndex:
                 self.driver,
                 {r: {LINK_KIND} for r in records},
                 source=source,
+                writer=self.writer,
                 database=self.database,
             )
 

@@ -113,12 +113,31 @@ def test_streamed_ingest_keeps_good_lines_and_reports_bad_ones(
     )
     assert records[0]["n"] == len(good)
     assert records[0]["s"] == len(expected)
+    # every person whose readings arrived has writes in the audit trail, by the device, one per
+    # written batch that carried their readings (as the change feed), all of this one request
+    audit = """
+        MATCH (r:Patient)-[:RECORD_OF]->(p:Person) WHERE r.uid IN $records
+        OPTIONAL MATCH (e:AuditEvent {person: p.uid, basis: 'ingest:readings'})
+        RETURN p.uid AS person, collect(e {.actor, .role, .action, .what, .request}) AS events
+    """
+    rows, _, _ = driver.execute_query(audit, records=sorted(data["changed"]))
+    assert len(rows) == len(accounts)
+    events = [e for row in rows for e in row["events"]]
+    assert all(row["events"] for row in rows)
+    assert {(e["actor"], e["role"], e["action"]) for e in events} == {
+        ("token:device", "device", "write")
+    }
+    assert {e["what"] for e in events} == {f"ReadingSeries in {accounts_only.domain}"}
+    assert len({e["request"] for e in events}) == 1
+    audited = len(events)
 
-    # the same body again: everything accepted as unchanged, nothing changed
+    # the same body again: everything accepted as unchanged, nothing changed, nothing audited
     status, again = _post(client, body, "admin-token", accounts_only.vendor)
     assert status == 200
     assert (again["accepted"], again["inserted"], again["unchanged"]) == (len(good), 0, len(good))
     assert (again["rejected"], again["changed"]) == (3, {})
+    rows, _, _ = driver.execute_query(audit, records=sorted(data["changed"]))
+    assert sum(len(row["events"]) for row in rows) == audited
 
 
 def test_cli_load_readings_exits_3_when_lines_were_rejected(

@@ -38,6 +38,17 @@ def _person_of_record(driver: neo4j.Driver, uid: str) -> str:
     return str(rows[0]["p"])
 
 
+def _load_audit(driver: neo4j.Driver, person: str, domain: str) -> list[dict[str, Any]]:
+    """The person's audit events of loads into ``domain``, oldest first."""
+    rows, _, _ = driver.execute_query(
+        "MATCH (e:AuditEvent {person: $p}) WHERE e.basis STARTS WITH 'load:' "
+        "AND e.what ENDS WITH $d RETURN e {.*} AS e ORDER BY e.seq",
+        p=person,
+        d=f" in {domain}",
+    )
+    return [dict(r["e"]) for r in rows]
+
+
 def _load(driver: neo4j.Driver, folder: Path, tmp_path: Path) -> LoadReport:
     return load_fhir(
         driver, [folder], domain=f"mis:{folder.name}", quarantine_dir=tmp_path / "quarantine"
@@ -79,11 +90,21 @@ def test_load_links_stamps_and_publishes_once(
         d=domain,
     )
     assert [(r["p"], r["e"]["records"]) for r in events] == [(person, [record])]
+    # and the person's audit trail names the load as the writer of what it changed
+    (written,) = _load_audit(driver, person, domain)
+    assert (written["actor"], written["role"], written["action"]) == (
+        "system:load",
+        "system",
+        "write",
+    )
+    assert set(written["what"].removesuffix(f" in {domain}").split(", ")) == first.changed[record]
+    assert written["basis"] == f"load:fhir:{scratch_dir}"
 
     again = _load(driver, scratch_dir, tmp_path)
     assert again.changed == {}
     assert sum(again.write.nodes_changed.values()) == 0
     assert again.events == 0
+    assert len(_load_audit(driver, person, domain)) == 1  # nothing written, nothing audited
     assert again.link is not None
     assert again.link.pending == 0
 
@@ -99,6 +120,7 @@ def test_load_links_stamps_and_publishes_once(
     assert third.changed == {record: {"Observation"}}
     assert +third.write.nodes_changed == {"Observation": 1}
     assert third.events == 1
+    assert _load_audit(driver, person, domain)[-1]["what"] == f"Observation in {domain}"
 
     tuned = settings.model_copy(update={"api": settings.api.model_copy(update={"tokens": {}})})
     with TestClient(create_app(tuned, driver=driver)) as client:

@@ -8,7 +8,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import neo4j
@@ -284,10 +284,49 @@ def test_unlink_separates_a_record_and_keeps_it_apart(
 ) -> None:
     index, candidate, left, right = review_pair
     joined = index.confirm(candidate, by="steward:ana")
+    base = {"person": joined, "granteeType": "everyone", "grantee": "*", "purposes": ["treatment"]}
+    deny = write_consent(
+        driver, {**base, "kind": "deny", "categories": ["mental-health"]}, by="test-unlink"
+    )
+    grant = write_consent(
+        driver, {**base, "kind": "permit", "categories": ["all"]}, by="test-unlink"
+    )
+    assert deny is not None
+    assert grant is not None
     new = index.unlink(right, by="steward:cy", comment="different women")
     person_of = _person_of(driver, [left, right])
     assert person_of[left] == joined
     assert person_of[right] == new != joined
+    # the new person keeps the restriction (a copy), never the grant it did not give
+    held, _, _ = driver.execute_query(
+        "MATCH (p:Person)-[:HAS_CONSENT]->(c:Consent) WHERE p.uid IN [$a, $b] "
+        "RETURN p.uid AS p, c.person AS person, c.kind AS kind, c.copiedFrom AS src, "
+        "c.categories AS cats ORDER BY p, kind",
+        a=joined,
+        b=new,
+    )
+    by_person = {(r["p"], r["kind"]): r for r in held}
+    assert {k for k in by_person if k[0] == joined} == {(joined, "deny"), (joined, "permit")}
+    assert {k for k in by_person if k[0] == new} == {(new, "deny")}
+    copy = by_person[(new, "deny")]
+    assert (copy["person"], copy["src"], copy["cats"]) == (new, deny["uid"], ["mental-health"])
+    assert g.copy_restrictions(driver, joined, new, by="again", now=datetime.now(UTC)) == 1
+    again, _, _ = driver.execute_query(
+        "MATCH (:Person {uid: $b})-[:HAS_CONSENT]->(c:Consent) RETURN count(c) AS n", b=new
+    )
+    assert again[0]["n"] == 1  # re-running adds nothing (one copy per restriction)
+    # the identity change is audited as a write for both persons, by the linker
+    audited, _, _ = driver.execute_query(
+        "MATCH (e:AuditEvent {basis: 'mpi:unlink'}) WHERE e.person IN [$a, $b] "
+        "RETURN e.person AS p, e.actor AS actor, e.action AS action, e.what AS what",
+        a=joined,
+        b=new,
+    )
+    assert {r["p"] for r in audited} == {joined, new}
+    assert {(r["actor"], r["action"]) for r in audited} == {("system:mpi", "write")}
+    assert all(r["what"].startswith("Link in ") for r in audited)
+    driver.execute_query("MATCH (c:Consent {createdBy: 'test-unlink'}) DETACH DELETE c")
+    driver.execute_query("MATCH (c:Consent {copiedFrom: $u}) DETACH DELETE c", u=deny["uid"])
     rows, _, _ = driver.execute_query(
         "MATCH (d:LinkDecision {action: 'unlink'})-[:CONCERNS]->(:Patient {uid: $r}) "
         "RETURN d.by AS by, d.fromPerson AS f, d.toPerson AS t",

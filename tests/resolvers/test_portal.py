@@ -161,6 +161,15 @@ def test_patient_writes_to_own_account(
         u=out["id"],
     ).records[0]
     assert (stored["pr"], stored["d"], stored["r"]) == (True, accounts.domain, accounts.a)
+    # the write is audited once, as the patient, with the data kind and the account's domain
+    audited = driver.execute_query(
+        "MATCH (e:AuditEvent {actor: $a}) WHERE e.basis STARTS WITH 'mutation:portal:' "
+        "AND e.action = 'write' RETURN e.what AS what, e.role AS role, e.request AS request",
+        a=accounts.a,
+    ).records
+    assert len(audited) == 1
+    assert audited[0]["role"] == "patient"
+    assert audited[0]["what"].startswith(f"Observation in {accounts.domain}")
 
 
 def test_patient_is_denied_another_account_and_nothing_is_written(
