@@ -206,6 +206,14 @@ def test_publish_versions_and_facts_carry_standard_codes(
     )
     assert events[0]["n"] > 0
     assert ["Observation"] in events[0]["kinds"]
+    # and each of them has the recoding in their audit trail, by the terminologist
+    audited, _, _ = driver.execute_query(
+        "MATCH (e:AuditEvent {basis: $s}) RETURN count(e) AS n, collect(DISTINCT e.actor) AS a, "
+        "collect(DISTINCT e.role) AS r",
+        s=f"conceptmap:{name}|1",
+    )
+    assert (audited[0]["n"], audited[0]["r"]) == (events[0]["n"], ["terminologist"])
+    assert audited[0]["a"] == [access.reviewer]
     coded = _standard_codes_of_local_facts(driver, str(top["sourceUid"]), name)
     assert coded
     assert {c["target"] for c in coded} == {top["targetUid"]}
