@@ -119,29 +119,36 @@ LABEL_CATEGORY: Mapping[str, Category] = {
 # project has no SNOMED release to walk the hierarchy (see access/README in the docs).
 _ICD_MENTAL = re.compile(r"^(F\d|X[67]\d|X8[0-4]|R45\.?851|Z91\.?5)", re.IGNORECASE)
 _ICD_HIV = re.compile(r"^(B2[0-4]|Z21|R75|O98\.?7)", re.IGNORECASE)
-_TEXT_MENTAL = re.compile(
-    r"depress|anxiety|panic|psych|schizo|bipolar|mania|manic|suicid|self[- ]harm|"
-    r"post-traumatic|ptsd|eating disorder|anorexia nervosa|bulimia|adhd|attention deficit|"
-    r"substance (abuse|use)|alcohol(ism| abuse| dependence| use disorder)|opioid (abuse|use "
-    r"disorder|dependence)|drug (abuse|dependence)|dementia|alzheimer|"
-    r"sertraline|fluoxetine|citalopram|escitalopram|paroxetine|venlafaxine|duloxetine|"
-    r"bupropion|mirtazapine|trazodone|amitriptyline|nortriptyline|lithium|quetiapine|"
-    r"olanzapine|risperidone|aripiprazole|haloperidol|clozapine|buprenorphine|naltrexone|"
-    r"methadone|phq-?9|gad-?7|patient health questionnaire|generalized anxiety",
-    re.IGNORECASE,
-)
-_TEXT_HIV = re.compile(
-    r"\bhiv\b|human immunodeficiency virus|\baids\b|acquired immune deficiency|"
-    r"antiretroviral|emtricitabine|tenofovir|efavirenz|dolutegravir|raltegravir|zidovudine|"
-    r"lamivudine|abacavir|nevirapine|ritonavir|darunavir|atazanavir|bictegravir|rilpivirine",
-    re.IGNORECASE,
-)
-_TEXT_FIELDS = ("text", "display", "name", "note", "valueString", "content", "title")
+# Matched against lower-cased text: a case-insensitive alternation of this size defeats the
+# regex engine's literal prefix scan and costs 3-4x more on long notes.
+_TEXT: Mapping[Category, re.Pattern[str]] = {
+    Category.MENTAL_HEALTH: re.compile(
+        r"depress|anxiety|panic|psych|schizo|bipolar|mania|manic|suicid|self[- ]harm|"
+        r"post-traumatic|ptsd|eating disorder|anorexia nervosa|bulimia|adhd|attention deficit|"
+        r"substance (abuse|use)|alcohol(ism| abuse| dependence| use disorder)|opioid (abuse|use "
+        r"disorder|dependence)|drug (abuse|dependence)|dementia|alzheimer|"
+        r"sertraline|fluoxetine|citalopram|escitalopram|paroxetine|venlafaxine|duloxetine|"
+        r"bupropion|mirtazapine|trazodone|amitriptyline|nortriptyline|lithium|quetiapine|"
+        r"olanzapine|risperidone|aripiprazole|haloperidol|clozapine|buprenorphine|naltrexone|"
+        r"methadone|phq-?9|gad-?7|patient health questionnaire|generalized anxiety"
+    ),
+    Category.HIV: re.compile(
+        r"\bhiv\b|human immunodeficiency virus|\baids\b|acquired immune deficiency|"
+        r"antiretroviral|emtricitabine|tenofovir|efavirenz|dolutegravir|raltegravir|zidovudine|"
+        r"lamivudine|abacavir|nevirapine|ritonavir|darunavir|atazanavir|bictegravir|rilpivirine"
+    ),
+}
+_TEXT_FIELDS = ("text", "display", "name", "note", "valueString")
 _ICD_SYSTEMS = ("icd", "2.16.840.1.113883.6.90", "2.16.840.1.113883.6.3")
 
 
-def sensitive_tags(codes: Iterable[Mapping[str, Any]], texts: Iterable[str] = ()) -> set[Category]:
-    """The sensitive categories a fact falls in, from its codes (any system) and free text."""
+def sensitive_tags(
+    codes: Iterable[Mapping[str, Any]],
+    texts: Iterable[str] = (),
+    looking_for: frozenset[Category] = SENSITIVE,
+) -> set[Category]:
+    """The sensitive categories (of ``looking_for``) a fact falls in, from its codes (any
+    system) and free text."""
     tags: set[Category] = set()
     for code in codes:
         tags |= _code_tags(
@@ -149,15 +156,17 @@ def sensitive_tags(codes: Iterable[Mapping[str, Any]], texts: Iterable[str] = ()
             str(code.get("code") or ""),
             str(code.get("display") or ""),
         )
+    tags &= looking_for
     for text in texts:
-        tags |= _text_tags(text)
+        if looking_for - tags:
+            tags |= _text_tags(text, looking_for - tags)
     return tags
 
 
 @lru_cache(maxsize=65_536)
 def _code_tags(system: str, code: str, display: str) -> frozenset[Category]:
     """One concept's sensitive tags (a record repeats the same few hundred concepts)."""
-    tags = set(_text_tags(display))
+    tags = set(_text_tags(display, SENSITIVE))
     if any(s in system.lower() for s in _ICD_SYSTEMS):
         if _ICD_MENTAL.match(code):
             tags.add(Category.MENTAL_HEALTH)
@@ -166,19 +175,22 @@ def _code_tags(system: str, code: str, display: str) -> frozenset[Category]:
     return frozenset(tags)
 
 
-def _text_tags(text: str) -> set[Category]:
-    tags: set[Category] = set()
-    if text and _TEXT_MENTAL.search(text):
-        tags.add(Category.MENTAL_HEALTH)
-    if text and _TEXT_HIV.search(text):
-        tags.add(Category.HIV)
-    return tags
+def _text_tags(text: str, looking_for: frozenset[Category]) -> set[Category]:
+    if not text:
+        return set()
+    lowered = text.lower()
+    return {c for c in looking_for if _TEXT[c].search(lowered)}
 
 
 def fact_categories(
-    labels: Iterable[str], fact: Mapping[str, Any], codes: Iterable[Mapping[str, Any]] = ()
+    labels: Iterable[str],
+    fact: Mapping[str, Any],
+    codes: Iterable[Mapping[str, Any]] = (),
+    looking_for: frozenset[Category] = SENSITIVE,
 ) -> frozenset[Category]:
-    """Every category a fact row belongs to: its type's, an observation's own, sensitive tags."""
+    """Every category a fact row belongs to: its type's, an observation's own, and those of
+    the sensitive ones in ``looking_for`` it falls in (a decision that names no sensitive
+    category needs no free-text scan: :attr:`Decision.sensitive`)."""
     cats: set[Category] = set()
     for label in labels:
         base = LABEL_CATEGORY.get(label)
@@ -189,10 +201,9 @@ def fact_categories(
         cats.add(Category.VITALS)
     elif observed == Category.LABORATORY.value:
         cats.add(Category.LABORATORY)
-    texts = [
-        str(fact[k]) for k in ("text", "display", "name", "note", "valueString") if fact.get(k)
-    ]
-    cats |= sensitive_tags(codes, texts)
+    if looking_for:
+        texts = [str(fact[k]) for k in _TEXT_FIELDS if fact.get(k)]
+        cats |= sensitive_tags(codes, texts, looking_for)
     return frozenset(cats)
 
 
@@ -325,6 +336,18 @@ class Decision:
             Category.ALL in permit.categories and not permit.excluded and not denies
             for _, permit, denies in self.permits
         )
+
+    @property
+    def sensitive(self) -> frozenset[Category]:
+        """The sensitive categories this decision turns on: those a consent behind it names
+        (:meth:`Consent.covers` and :meth:`Consent.blocks` only look at categories a consent
+        names, so a fact's other sensitive tags cannot change :meth:`allows`)."""
+        named: set[Category] = set()
+        for _, permit, denies in self.permits:
+            named |= permit.categories | permit.excluded
+            for deny in denies:
+                named |= deny.categories
+        return SENSITIVE & frozenset(named)
 
     @property
     def basis(self) -> str:

@@ -285,7 +285,7 @@ class ConsentGuard:
         uids: Sequence[str],
         rows: Iterable[Mapping[str, Any]],
         what: str,
-        categories: Callable[[Mapping[str, Any]], frozenset[Category]],
+        categories: RowCategories,
         *,
         person_key: str = "uid",
     ) -> list[dict[str, Any]]:
@@ -293,13 +293,20 @@ class ConsentGuard:
 
         A person with rows withheld is noted so in the audit trail; the answer itself never
         says whether anything was withheld (``Patient.consentNotice`` says what *may* be).
+        Rows are categorised only for persons whose consents restrict something, and scanned
+        only for the sensitive categories those consents name.
         """
         decisions = self.decisions(uids)
+        # per person: None (everything readable) or (decision, sensitive categories to look for)
+        checks = {
+            uid: None if not self.enforce or d.unrestricted else (d, d.sensitive)
+            for uid, d in decisions.items()
+        }
         kept, withheld = [], set()
         for row in rows:
             uid = row[person_key]
-            decision = decisions[uid]
-            if not self.enforce or decision.unrestricted or decision.allows(categories(row)):
+            check = checks[uid]
+            if check is None or check[0].allows(categories(row, check[1])):
                 kept.append(dict(row))
             else:
                 withheld.add(uid)
@@ -409,14 +416,22 @@ def _names(needs: Iterable[frozenset[Category]]) -> str:
     return "not covered: " + ", ".join(sorted({c.value for n in needs for c in n}))
 
 
-def fact_row_categories(label: str) -> Callable[[Mapping[str, Any]], frozenset[Category]]:
+#: A row's categories, scanning free text only for the sensitive categories given.
+RowCategories = Callable[[Mapping[str, Any], frozenset[Category]], frozenset[Category]]
+
+
+def fact_row_categories(label: str) -> RowCategories:
     """Categories of a facts-query row (``fact``, ``codes``) of one label."""
 
-    def cats(row: Mapping[str, Any]) -> frozenset[Category]:
-        return fact_categories([label], row.get("fact") or {}, row.get("codes") or [])
+    def cats(row: Mapping[str, Any], looking_for: frozenset[Category]) -> frozenset[Category]:
+        return fact_categories([label], row.get("fact") or {}, row.get("codes") or [], looking_for)
 
     return cats
 
 
-def timeline_row_categories(row: Mapping[str, Any]) -> frozenset[Category]:
-    return fact_categories(row.get("labels") or [], row.get("fact") or {}, row.get("codes") or [])
+def timeline_row_categories(
+    row: Mapping[str, Any], looking_for: frozenset[Category]
+) -> frozenset[Category]:
+    return fact_categories(
+        row.get("labels") or [], row.get("fact") or {}, row.get("codes") or [], looking_for
+    )

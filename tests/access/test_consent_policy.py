@@ -237,6 +237,50 @@ def test_sensitive_facts_are_tagged_by_code_and_text() -> None:
     assert plain == VITAL
 
 
+def test_a_decision_scans_only_for_the_sensitive_categories_its_consents_name() -> None:
+    """The guard categorises a fact only for what the decision turns on; the answer must be
+    the one a full scan gives, for every kind of consent that can name a category."""
+    hide = {
+        c: consent("deny", GranteeType.EVERYONE, categories=frozenset({c}))
+        for c in (Category.MENTAL_HEALTH, Category.HIV)
+    }
+    grant_b_no_hiv = consent(
+        "permit", GranteeType.ORGANISATION, "mis:clinic-b", excluded=frozenset({Category.HIV})
+    )
+    grant_b_mh_only = consent(
+        "permit",
+        GranteeType.ORGANISATION,
+        "mis:clinic-b",
+        categories=frozenset({Category.MENTAL_HEALTH}),
+    )
+    cases = [
+        (DR, [], frozenset[Category]()),
+        (DR, [hide[Category.MENTAL_HEALTH]], frozenset({Category.MENTAL_HEALTH})),
+        (DR, [hide[Category.HIV]], frozenset({Category.HIV})),
+        (DR, list(hide.values()), frozenset(hide)),
+        (DR_B, [consent("deny", GranteeType.EVERYONE), grant_b_no_hiv], {Category.HIV}),
+        (DR_B, [consent("deny", GranteeType.EVERYONE), grant_b_mh_only], {Category.MENTAL_HEALTH}),
+    ]
+    facts = [
+        (["Condition"], {"text": "Major depressive disorder"}, []),
+        (["Document"], {"text": "Started on TENOFOVIR/emtricitabine; HIV viral load pending"}, []),
+        (["Document"], {"text": "Anxiety worse since the HIV diagnosis"}, []),
+        (["Condition"], {}, [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "B20"}]),
+        (["Observation"], {"category": "vital-signs", "display": "Heart rate"}, []),
+        (["Document"], {"text": "Aidsworth Street clinic, no concerns"}, []),
+    ]
+    for who, consents, expected in cases:
+        decision = decide(who, X, consents, purpose=Purpose.TREATMENT, now=NOW)
+        assert decision.sensitive == expected, consents
+        for labels, fact, codes in facts:
+            scoped = fact_categories(labels, fact, codes, decision.sensitive)
+            assert decision.allows(scoped) == decision.allows(fact_categories(labels, fact, codes))
+    # the lower-cased scan still finds upper-case text, and "aids" only as a word
+    assert Category.HIV in fact_categories(["Document"], {"text": "TENOFOVIR"})
+    assert Category.HIV not in fact_categories(["Document"], {"text": "Aidsworth Street"})
+    assert fact_categories(["Document"], {"text": "HIV"}, [], frozenset()) == {Category.DOCUMENTS}
+
+
 def test_scopes() -> None:
     assert parse_scope("patient/Observation.read").category is Category.OBSERVATIONS
     assert parse_scope("patient/Observation.rs?category=vital-signs").category is Category.VITALS
