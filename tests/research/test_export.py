@@ -213,8 +213,16 @@ def test_audit_and_access(exported: Exported, driver: neo4j.Driver, tmp_path: Pa
     assert {r["p"] for r in rows} == set(exported.consenting)
     assert {r["u"] for r in rows} == {"research"}
     assert sum(r["o"] == "allowed" for r in rows) == exported.report.exported
-    with pytest.raises(AccessDeniedError):
-        ResearchAccess(driver, Principal("dr", Role.CLINICIAN)).export(tmp_path)
+    # the export path of the who-sees-what matrix, by role (consent states are the tests
+    # above): only the research bank's operators run it; every other role is refused before
+    # anything is read or written
+    may_export = {Role.RESEARCHER, Role.STEWARD, Role.ADMIN}
+    for role in Role:
+        if role in may_export:
+            continue
+        with pytest.raises(AccessDeniedError, match="not allowed: export_research"):
+            ResearchAccess(driver, Principal(f"who-{role.value}", role)).export(tmp_path / "x")
+    assert not (tmp_path / "x").exists()
 
 
 def test_cli_export(neo4j_uri: str, tmp_path: Path, exported: Exported) -> None:
