@@ -33,8 +33,8 @@ from access.consent import (
 )
 from access.policy import AccessDeniedError, Action, Principal, Role
 from graph import consent as store
+from graph.consent import Writer
 from graph.reader import GraphReader
-from graph.registry import Writer
 
 DEMOGRAPHICS = frozenset({Category.DEMOGRAPHICS})
 _DENIED_DETAIL = (
@@ -127,23 +127,16 @@ class AuditTrail:
         with self._lock:
             event = self._events.get(key)
             if event is None:
-                p = self.principal
-                event = self._events[key] = {
-                    "at": datetime.now(UTC),
-                    "actor": p.subject,
-                    "role": p.role.value,
-                    "organisation": p.organisation,
-                    "app": p.app,
-                    "person": person,
-                    "action": action,
-                    "whats": [],
-                    "purpose": (purpose or self.purpose).value,
-                    "outcome": outcome,
-                    "basis": basis,
-                    "reasons": [],
-                    "breakGlass": break_glass,
-                    "request": self.request,
-                }
+                event = self._events[key] = self.writer().event(
+                    person,
+                    action,
+                    "",
+                    outcome=outcome,
+                    basis=basis,
+                    purpose=(purpose or self.purpose).value,
+                    break_glass=break_glass,
+                )
+                event.update(whats=[], reasons=[])
             if what not in event["whats"]:
                 event["whats"].append(what)
             if reason and reason not in event["reasons"]:
@@ -161,13 +154,10 @@ class AuditTrail:
         """The pending events as stored rows (and forget them)."""
         with self._lock:
             events, self._events = list(self._events.values()), {}
-        rows = []
         for e in events:
-            row = {k: v for k, v in e.items() if k not in ("whats", "reasons")}
-            row["what"] = ", ".join(e["whats"])
-            row["reason"] = "; ".join(e["reasons"]) or None
-            rows.append(row)
-        return rows
+            e["what"] = ", ".join(e.pop("whats"))
+            e["reason"] = "; ".join(e.pop("reasons")) or None
+        return events
 
 
 class ConsentGuard:

@@ -140,10 +140,13 @@ class RecordAccess:
         self.require_person(uid, "careGaps", CONDITIONS)
         gaps = person_gaps(self._reader.driver, uid, status=status, database=self._reader.database)
         decision = self.guard.decision(uid)
+        looking_for = decision.sensitive
         return [
             g
             for g in gaps
-            if self.guard.allows(decision, fact_categories(["Condition"], {"text": g.get("title")}))
+            if self.guard.allows(
+                decision, fact_categories(["Condition"], {"text": g.get("title")}, (), looking_for)
+            )
         ]
 
     def facts(self, label: Label, uids: Sequence[str], flt: FactFilter) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -259,6 +260,55 @@ def take_auth_code(
 
 
 # --- audit -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Writer:
+    """Who acts, as the audit trail names them: a request's principal or a system job.
+
+    ``purpose`` is the audit vocabulary's (``access/consent.Purpose`` values); ``request``
+    groups the events of one API request (its reads and what it publishes).
+    """
+
+    actor: str
+    role: str
+    purpose: str = "operations"
+    organisation: str | None = None
+    app: str | None = None
+    request: str | None = None
+
+    def event(
+        self,
+        person: str | None,
+        action: str,
+        what: str,
+        *,
+        outcome: str = "allowed",
+        basis: str | None = None,
+        reason: str | None = None,
+        purpose: str | None = None,
+        break_glass: bool = False,
+        at: datetime | None = None,
+        request: str | None = None,
+    ) -> dict[str, Any]:
+        """One event row for :func:`append_audit` (the one place its fields are spelled)."""
+        return {
+            "at": at or _now(),
+            "actor": self.actor,
+            "role": self.role,
+            "organisation": self.organisation,
+            "app": self.app,
+            "person": person,
+            "action": action,
+            "what": what,
+            "purpose": purpose or self.purpose,
+            "outcome": outcome,
+            "basis": basis,
+            "reason": reason,
+            "breakGlass": break_glass,
+            "request": self.request or request,
+        }
+
 
 AUDIT_FIELDS = (
     ".uid, .seq, .at, .actor, .role, .organisation, .app, .person, .action, .what, .purpose, "

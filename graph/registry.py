@@ -15,31 +15,13 @@ and last update.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import neo4j
 
-from graph.consent import append_audit
+from graph.consent import Writer, append_audit
 from graph.outbox import ChangeEventRow, emit_changes
-
-
-@dataclass(frozen=True, slots=True)
-class Writer:
-    """Who wrote, for the audit trail: a request's principal or a system job.
-
-    ``purpose`` is the audit vocabulary's (``access/consent.Purpose`` values); ``request``
-    groups the events of one API request with its reads.
-    """
-
-    actor: str
-    role: str
-    purpose: str = "operations"
-    organisation: str | None = None
-    app: str | None = None
-    request: str | None = None
-
 
 #: Batch loads (CLI, demo, pipelines): the event's ``basis`` names the load and its files.
 LOADER = Writer("system:load", "system")
@@ -105,21 +87,14 @@ def write_events(events: Sequence[ChangeEventRow], writer: Writer) -> list[dict[
     """Audit rows for published changes: one per (person, domain) event. Records no person
     holds yet (a load run without linking) are named in ``what`` instead."""
     return [
-        {
-            "at": e.at,
-            "actor": writer.actor,
-            "role": writer.role,
-            "organisation": writer.organisation,
-            "app": writer.app,
-            "person": e.person_uid,
-            "action": "write",
-            "what": f"{', '.join(e.kinds)} in {e.domain}"
+        writer.event(
+            e.person_uid,
+            "write",
+            f"{', '.join(e.kinds)} in {e.domain}"
             + ("" if e.person_uid else f" (unlinked: {', '.join(e.records)})"[:500]),
-            "purpose": writer.purpose,
-            "outcome": "allowed",
-            "basis": e.source[:200],
-            "breakGlass": False,
-            "request": writer.request or f"change:{e.seq}",
-        }
+            basis=e.source[:200],
+            at=e.at,
+            request=f"change:{e.seq}",  # a system job's events: one per change event
+        )
         for e in events
     ]

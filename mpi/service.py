@@ -36,7 +36,8 @@ from typing import Any
 
 from graph import mpi as g
 from graph.connection import Driver
-from graph.registry import IDENTITY_LINKER, Writer, publish
+from graph.consent import Writer
+from graph.registry import IDENTITY_LINKER, publish
 from identity.linkage import (
     DEFAULT_AUTO_THRESHOLD,
     DEFAULT_REVIEW_THRESHOLD,

@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from access.consent import Category, Consent, Purpose, Who, decide, fact_categories
+from access.policy import Role
 from graph import consent as consents
 from graph.connection import Driver
+from graph.consent import Writer
 from graph.research import person_data
 from research.deid import (
     Person,
@@ -118,9 +120,13 @@ def export(
         decision = decisions[uid]
         shift = shifter(new_shift(shift_days))
         person = Released(new_pseudonym(taken), str(uuid.uuid4()), anon.released[uid])
+        # as the guard filters: categorise only under a restriction, scanning for what it names
+        open_, looking_for = decision.unrestricted, decision.sensitive
         for fact in data[uid]["facts"]:
             labels, props, codes = fact["labels"], fact["props"], fact["codes"]
-            if not decision.allows(fact_categories(labels, props, codes)):
+            if not open_ and not decision.allows(
+                fact_categories(labels, props, codes, looking_for)
+            ):
                 withheld += 1
                 continue
             person.facts.append(
@@ -170,23 +176,18 @@ def export(
     if "fhir" in formats:
         report.fhir = write_fhir(released, out_dir / "fhir", request=export_id, at=now)
     (out_dir / "report.json").write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
+    bank = Writer(actor, Role.RESEARCHER.value, Purpose.RESEARCH.value, request=export_id)
     consents.append_audit(
         driver,
         [
-            {
-                "at": datetime.now(UTC),
-                "actor": actor,
-                "role": "researcher",
-                "person": uid,
-                "action": "export",
-                "what": "research-export",
-                "purpose": Purpose.RESEARCH.value,
-                "outcome": "allowed" if uid in anon.released else "denied",
-                "reason": None if uid in anon.released else f"suppressed for k={k}",
-                "basis": decisions[uid].basis,
-                "breakGlass": False,
-                "request": export_id,
-            }
+            bank.event(
+                uid,
+                "export",
+                "research-export",
+                outcome="allowed" if uid in anon.released else "denied",
+                reason=None if uid in anon.released else f"suppressed for k={k}",
+                basis=decisions[uid].basis,
+            )
             for uid in persons
         ],
         database=database,

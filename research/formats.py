@@ -371,7 +371,7 @@ def write_fhir(
         for fh in handles.values():
             fh.close()
     manifest = {
-        "transactionTime": at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "transactionTime": _when(at),
         "request": request,
         "requiresAccessToken": False,
         "output": [
