@@ -90,10 +90,15 @@ export function dateCell(iso) {
   return h("time", { datetime: iso, title: iso }, fmtDate(iso));
 }
 
-function fmtDateTime(iso) {
+export function fmtDateTime(iso) {
   if (!iso) return "";
   const s = String(iso);
   return s.length > 10 ? `${s.slice(0, 10)} ${s.slice(11, 16)}` : s;
+}
+
+export function dateTimeCell(iso, fallback = "—") {
+  if (!iso) return h("span", { class: "muted" }, fallback);
+  return h("time", { datetime: iso, title: iso }, fmtDateTime(iso));
 }
 
 function fmtNumber(value) {

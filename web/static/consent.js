@@ -7,7 +7,7 @@
 // Same rules as app.js: data reaches the DOM only as text, user input reaches the server only as
 // GraphQL variables.
 
-import { addNav, errorBox, errorMessages, gql, h, isAbort, route, stateBox } from "./app.js";
+import { addNav, dateTimeCell, errorBox, errorMessages, fmtDateTime, gql, h, isAbort, route, stateBox } from "./app.js";
 import { readToken, storeToken } from "./client.js";
 
 export const CONSENT_ROUTE = /^#\/consent$/;
@@ -88,17 +88,6 @@ const LOG_PAGE = 50;
 
 // -- formatting ---------------------------------------------------------------------------------
 
-function fmtWhen(iso) {
-  if (!iso) return "";
-  const s = String(iso);
-  return s.length > 10 ? `${s.slice(0, 10)} ${s.slice(11, 16)}` : s;
-}
-
-function timeCell(iso) {
-  if (!iso) return h("span", { class: "muted" }, "—");
-  return h("time", { datetime: iso, title: iso }, fmtWhen(iso));
-}
-
 const GRANTEE_TYPES = {
   practitioner: "Practitioner",
   organisation: "Organisation",
@@ -119,8 +108,8 @@ function categoryText(ids, labels) {
 
 function periodText(c) {
   if (!c.start && !c.end) return "no end date";
-  if (!c.end) return `from ${fmtWhen(c.start)}`;
-  return `${c.start ? fmtWhen(c.start) : "now"} – ${fmtWhen(c.end)}`;
+  if (!c.end) return `from ${fmtDateTime(c.start)}`;
+  return `${c.start ? fmtDateTime(c.start) : "now"} – ${fmtDateTime(c.end)}`;
 }
 
 /** A URL the browser may be sent to: only http(s), whatever the server answered. */
@@ -335,8 +324,8 @@ function consentRow(c, labels, revoke) {
     h("td", { "data-testid": "consent-purposes" }, c.purposes.join(", ")),
     h("td", { class: "small", "data-testid": "consent-period" }, periodText(c), c.reason ? h("div", { class: "muted" }, `Reason: ${c.reason}`) : null),
     revoked
-      ? h("td", { class: "small", "data-testid": "consent-revoked" }, `revoked ${fmtWhen(c.revokedAt)}${c.revokedBy ? ` by ${c.revokedBy}` : ""}`)
-      : h("td", { class: "small" }, timeCell(c.createdAt)),
+      ? h("td", { class: "small", "data-testid": "consent-revoked" }, `revoked ${fmtDateTime(c.revokedAt)}${c.revokedBy ? ` by ${c.revokedBy}` : ""}`)
+      : h("td", { class: "small" }, dateTimeCell(c.createdAt)),
     revoked ? null : h("td", { class: "actions" }, confirmButton("Revoke", `Revoke this ${c.kind === "deny" ? "restriction" : "grant"}?`, "consent-revoke", () => revoke(c))),
   );
 }
@@ -375,7 +364,7 @@ function appRow(c, labels, revoke) {
     h("div", { class: "app-name" }, h("strong", { "data-testid": "app-name" }, c.granteeName || c.grantee), h("span", { class: "muted small mono" }, ` ${c.grantee}`)),
     h("div", { class: "small" }, `May read: ${categoryText(c.categories, labels)}`),
     c.scopes.length ? h("div", { class: "small muted mono" }, c.scopes.join(" ")) : null,
-    h("div", { class: "small muted" }, `Approved ${fmtWhen(c.createdAt)}`),
+    h("div", { class: "small muted" }, `Approved ${fmtDateTime(c.createdAt)}`),
     confirmButton("Revoke", "Stop this app reading your record?", "app-revoke", () => revoke(c)),
   );
 }
@@ -393,7 +382,7 @@ function eventRow(e, self) {
       "data-break-glass": e.breakGlass ? "true" : "false",
       class: [e.breakGlass ? "row-glass" : "", denied ? "row-denied" : ""].join(" ").trim() || null,
     },
-    h("td", { class: "date" }, timeCell(e.at)),
+    h("td", { class: "date" }, dateTimeCell(e.at)),
     h("td", { "data-testid": "log-actor", title: e.actor }, e.actor === self ? "You" : e.actor),
     h("td", { class: "small", "data-testid": "log-via" }, via),
     h("td", { "data-testid": "log-what" }, h("span", { class: "kind" }, e.action), " ", e.what),

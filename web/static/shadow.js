@@ -6,7 +6,7 @@
 // user input reaches the server only as GraphQL variables. Charts are inline SVG drawn here: no
 // chart library, nothing fetched from outside the app.
 
-import { errorBox, gql, h, isAbort, loadPatientPage, patientHref, route, setHashQuery, sourceBadge, stateBox } from "./app.js";
+import { dateTimeCell, errorBox, fmtDateTime, gql, h, isAbort, loadPatientPage, patientHref, route, setHashQuery, sourceBadge, stateBox } from "./app.js";
 
 export const SHADOW_ROUTE = /^#\/patient\/([^/]+)\/shadow$/;
 
@@ -98,16 +98,6 @@ function signed(value) {
   return `${value > 0 ? "+" : value < 0 ? "−" : "±"}${fmt(Math.abs(value))}`;
 }
 
-function dateTimeText(iso) {
-  if (!iso) return "";
-  const s = String(iso);
-  return s.length > 10 ? `${s.slice(0, 10)} ${s.slice(11, 16)}` : s;
-}
-
-function when(iso, fallback = "—") {
-  if (!iso) return h("span", { class: "muted" }, fallback);
-  return h("time", { datetime: iso, title: iso }, dateTimeText(iso));
-}
 
 function label(text) {
   return String(text || "").replace(/[-_]/g, " ");
@@ -166,7 +156,7 @@ function header(p) {
         "div",
         { class: "demo-item" },
         h("dt", {}, "As of"),
-        h("dd", { "data-testid": "shadow-as-of", "data-as-of": computed || "" }, computed ? when(computed) : "not computed yet"),
+        h("dd", { "data-testid": "shadow-as-of", "data-as-of": computed || "" }, computed ? dateTimeCell(computed) : "not computed yet"),
       ),
       h(
         "div",
@@ -198,7 +188,7 @@ function trail(alert) {
             h(
               "li",
               { "data-testid": "trail-entry", "data-action": e.action, "data-actor": e.actor },
-              when(e.at),
+              dateTimeCell(e.at),
               " ",
               h("strong", {}, e.action),
               ` by ${e.actor}`,
@@ -266,9 +256,9 @@ function alertRow(alert, onChange) {
       "p",
       { class: "alert-meta small muted" },
       "Evidence at ",
-      when(alert.at),
+      dateTimeCell(alert.at),
       " · last seen ",
-      when(alert.lastSeenAt),
+      dateTimeCell(alert.lastSeenAt),
       " · ",
       h("span", { "data-testid": "alert-occurrences" }, `${alert.occurrences} occurrence${alert.occurrences === 1 ? "" : "s"}`),
       alert.evidence.length ? ` · ${alert.evidence.map(inputText).join(", ")}` : "",
@@ -354,7 +344,7 @@ function vitalsPanel(vitals, domains) {
                 " ",
                 h("span", { class: "unit muted", "data-testid": "vital-unit" }, v.unit),
               ),
-              h("td", { class: "date" }, when(v.at)),
+              h("td", { class: "date" }, dateTimeCell(v.at)),
               h("td", { class: "src" }, domainBadge(v.sourceDomain, domains)),
               h("td", {}, derivedMarker(v)),
             ),
@@ -425,7 +415,7 @@ function chart(t, span) {
       svg(
         "title",
         {},
-        `${dateTimeText(p.at)}: ${fmt(p.value)} ${t.unit}` +
+        `${fmtDateTime(p.at)}: ${fmt(p.value)} ${t.unit}` +
           (p.count > 1 ? ` (mean of ${p.count} readings, ${fmt(p.low)}–${fmt(p.high)})` : "") +
           ` · ${p.sourceDomain}`,
       ),
@@ -581,7 +571,7 @@ function scoreCard(name, s) {
     },
     h("h3", { id: `score-${s.name}` }, s.name, h("span", { class: "muted small", "data-testid": "score-version" }, ` ${s.version}`)),
     h("p", { class: "score-value", "data-testid": "score-value" }, scoreValue(s)),
-    h("p", { class: "small muted" }, "Computed ", when(s.computedAt)),
+    h("p", { class: "small muted" }, "Computed ", dateTimeCell(s.computedAt)),
     h("h4", {}, "Inputs used"),
     s.inputs.length
       ? h("ul", { class: "score-inputs" }, s.inputs.map((i) => h("li", { "data-testid": "score-input", "data-input": i.name }, inputText(i))))
